@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "action-triggers",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "action-triggers", targets: ["action-triggers"]),
+    ],
+    targets: [
+        // C libraries from Debian, wrapped as system-library targets.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Fixed-argument wrappers for libcurl's variadic setters, which Swift cannot call.
+        .target(name: "CCurlShim", dependencies: ["CCurl"]),
+
+        .target(name: "Logging"),
+        .target(name: "PostgresClient", dependencies: ["CLibPQ"]),
+        .target(name: "HTTPClient", dependencies: ["CCurl", "CCurlShim"]),
+        // The domain: configs, settings, policies. No I/O.
+        .target(name: "ActionTriggersCore"),
+        .target(
+            name: "ActionTriggersService",
+            dependencies: ["ActionTriggersCore", "PostgresClient", "HTTPClient", "Logging"],
+            resources: [.copy("sql")]
+        ),
+        .executableTarget(name: "action-triggers", dependencies: ["ActionTriggersService", "Logging"]),
+
+        .testTarget(name: "ActionTriggersCoreTests", dependencies: ["ActionTriggersCore"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["ActionTriggersService", "PostgresClient", "HTTPClient"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

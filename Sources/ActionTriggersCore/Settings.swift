@@ -1,0 +1,172 @@
+import Foundation
+
+/// The service's settings file (`ACTION_TRIGGERS_SETTINGS`), a JSON object.
+///
+/// Every key is optional; unknown keys are rejected so a typo never goes unnoticed.
+public struct Settings: Sendable {
+    /// The cap on a webhook's `timeout_secs`, and the timeout of a webhook without one, in seconds.
+    public var maxWebhookTimeout: Double = 30
+    /// The cap on a broker queue's `timeout_secs`, in seconds.
+    public var maxBrokerTimeout: Double = 30
+    /// `app_label.model_name` entries that configs may name; `nil` allows every model.
+    public var whitelistedContentTypes: [String]?
+    /// Regular expressions a webhook URL must match from its start; `nil` allows every http(s) URL.
+    public var whitelistedWebhookEndpointPatterns: [String]?
+    public var retry: RetryPolicy = .default
+    /// The fallback poll interval for new events when no NOTIFY arrives, in seconds.
+    public var pollInterval: Double = 5
+    /// The most events turned into deliveries per dispatcher transaction.
+    public var dispatchBatchSize = 500
+    /// The most webhook requests in flight at once.
+    public var deliveryConcurrency = 64
+
+    public init() {}
+
+    /// The keys this version reads, for error messages and the documentation.
+    public static let knownKeys = [
+        "max_webhook_timeout", "max_broker_timeout", "whitelisted_content_types",
+        "whitelisted_webhook_endpoint_patterns", "retry", "poll_interval_secs",
+        "dispatch_batch_size", "delivery_concurrency", "brokers", "dynamic_values",
+    ]
+
+    /// Parses and checks a settings document.
+    public static func parse(_ data: Data) throws(SettingsError) -> Settings {
+        let document: JSONValue
+        do {
+            document = try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw SettingsError(path: "", message: "the file is not valid JSON (\(Self.describe(error)))")
+        }
+        guard case .object(let fields) = document else {
+            throw SettingsError(path: "", message: "the file must contain a JSON object (got \(document.typeName))")
+        }
+
+        var settings = Settings()
+        for key in fields.keys.sorted() where !knownKeys.contains(key) {
+            throw SettingsError(path: key, message: "is not a known setting; known settings: \(knownKeys.joined(separator: ", "))")
+        }
+        if let value = fields["max_webhook_timeout"] {
+            settings.maxWebhookTimeout = try positiveNumber(value, path: "max_webhook_timeout")
+        }
+        if let value = fields["max_broker_timeout"] {
+            settings.maxBrokerTimeout = try positiveNumber(value, path: "max_broker_timeout")
+        }
+        if let value = fields["whitelisted_content_types"] {
+            let entries = try strings(value, path: "whitelisted_content_types")
+            for (index, entry) in entries.enumerated() where entry.split(separator: ".").count != 2 {
+                throw SettingsError(
+                    path: "whitelisted_content_types[\(index)]",
+                    message: "must look like app_label.model_name (got \"\(entry)\")")
+            }
+            settings.whitelistedContentTypes = entries
+        }
+        if let value = fields["whitelisted_webhook_endpoint_patterns"] {
+            settings.whitelistedWebhookEndpointPatterns = try strings(value, path: "whitelisted_webhook_endpoint_patterns")
+            _ = try WebhookEndpointPolicy(patterns: settings.whitelistedWebhookEndpointPatterns)
+        }
+        if let value = fields["retry"] {
+            settings.retry = try retryPolicy(value)
+        }
+        if let value = fields["poll_interval_secs"] {
+            settings.pollInterval = try positiveNumber(value, path: "poll_interval_secs")
+        }
+        if let value = fields["dispatch_batch_size"] {
+            settings.dispatchBatchSize = try integer(value, path: "dispatch_batch_size", range: 1...10_000)
+        }
+        if let value = fields["delivery_concurrency"] {
+            settings.deliveryConcurrency = try integer(value, path: "delivery_concurrency", range: 1...10_000)
+        }
+        for key in ["brokers", "dynamic_values"] {
+            if let value = fields[key], value != .object([:]) {
+                throw SettingsError(path: key, message: "is not supported by this version yet; remove it or leave it {}")
+            }
+        }
+        return settings
+    }
+
+    // MARK: - Field parsers
+
+    private static func retryPolicy(_ value: JSONValue) throws(SettingsError) -> RetryPolicy {
+        guard case .object(let fields) = value else {
+            throw SettingsError(path: "retry", message: "must be an object (got \(value.typeName))")
+        }
+        let known = ["max_attempts", "base_delay_secs", "max_delay_secs", "jitter"]
+        for key in fields.keys.sorted() where !known.contains(key) {
+            throw SettingsError(path: "retry.\(key)", message: "is not a known setting; known: \(known.joined(separator: ", "))")
+        }
+        var policy = RetryPolicy.default
+        if let value = fields["max_attempts"] {
+            policy.maxAttempts = try integer(value, path: "retry.max_attempts", range: 1...1000)
+        }
+        if let value = fields["base_delay_secs"] {
+            policy.baseDelay = try positiveNumber(value, path: "retry.base_delay_secs")
+        }
+        if let value = fields["max_delay_secs"] {
+            policy.maxDelay = try positiveNumber(value, path: "retry.max_delay_secs")
+        }
+        if let value = fields["jitter"] {
+            guard case .number(let jitter) = value, jitter >= 0, jitter <= 1 else {
+                throw SettingsError(path: "retry.jitter", message: "must be a number from 0 to 1 (got \(Self.render(value)))")
+            }
+            policy.jitter = jitter
+        }
+        if policy.baseDelay > policy.maxDelay {
+            throw SettingsError(
+                path: "retry.base_delay_secs",
+                message: "must not exceed retry.max_delay_secs (\(policy.baseDelay) > \(policy.maxDelay))")
+        }
+        return policy
+    }
+
+    private static func positiveNumber(_ value: JSONValue, path: String) throws(SettingsError) -> Double {
+        guard case .number(let number) = value, number > 0, number.isFinite else {
+            throw SettingsError(path: path, message: "must be a number > 0 (got \(render(value)))")
+        }
+        return number
+    }
+
+    private static func integer(_ value: JSONValue, path: String, range: ClosedRange<Int>) throws(SettingsError) -> Int {
+        guard case .number(let number) = value, number.rounded() == number,
+              number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
+            throw SettingsError(
+                path: path,
+                message: "must be an integer from \(range.lowerBound) to \(range.upperBound) (got \(render(value)))")
+        }
+        return Int(number)
+    }
+
+    private static func strings(_ value: JSONValue, path: String) throws(SettingsError) -> [String] {
+        guard case .array(let items) = value else {
+            throw SettingsError(path: path, message: "must be a list of strings (got \(value.typeName))")
+        }
+        var result: [String] = []
+        for (index, item) in items.enumerated() {
+            guard case .string(let text) = item else {
+                throw SettingsError(path: "\(path)[\(index)]", message: "must be a string (got \(item.typeName))")
+            }
+            result.append(text)
+        }
+        return result
+    }
+
+    private static func render(_ value: JSONValue) -> String {
+        switch value {
+        case .number(let number):
+            return number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+        case .string(let text):
+            return "\"\(text)\""
+        case .bool(let flag):
+            return String(flag)
+        default:
+            return value.typeName
+        }
+    }
+
+    private static func describe(_ error: Error) -> String {
+        if case DecodingError.dataCorrupted(let context) = error {
+            let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            return underlying ?? context.debugDescription
+        }
+        return String(describing: error)
+    }
+}

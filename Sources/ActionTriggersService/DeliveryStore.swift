@@ -1,0 +1,138 @@
+import ActionTriggersCore
+import Foundation
+import PostgresClient
+
+/// A delivery claimed for one attempt, with the event it carries.
+struct ClaimedDelivery {
+    let id: Int64
+    let eventID: Int64
+    let webhookID: Int64
+    let attempt: Int
+    let url: String
+    let method: String
+    /// The configured headers as stored: a JSON object text.
+    let headers: String
+    let timeoutSecs: Double?
+    let payloadTemplate: String?
+    let event: CapturedEvent
+}
+
+/// The result of one attempt, ready to be written to the delivery log.
+struct AttemptRecord: Encodable {
+    let id: Int64
+    let attempt: Int
+    /// The delivery's status after this attempt.
+    let status: String
+    /// For status `pending`: seconds until the next attempt.
+    let delaySecs: Double
+    let statusCode: Int?
+    let error: String?
+    /// Seconds since the Unix epoch.
+    let startedAt: Double
+    let durationMs: Double
+    let outcome: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, attempt, status, error, outcome
+        case delaySecs = "delay_secs"
+        case statusCode = "status_code"
+        case startedAt = "started_at"
+        case durationMs = "duration_ms"
+    }
+}
+
+/// The SQL that claims due deliveries and records attempts.
+///
+/// A claim moves a delivery to `in_flight` and sets `next_attempt_at` to the end of
+/// its lease; when a worker dies, the delivery becomes due again once the lease ends.
+enum DeliveryStore {
+    static let claimSQL = """
+        WITH due AS (
+            SELECT d.id
+            FROM action_triggers.delivery d
+            WHERE d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= now()
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE action_triggers.delivery d
+        SET status = 'in_flight',
+            attempts = d.attempts + 1,
+            next_attempt_at = now() + make_interval(secs => $2::double precision),
+            updated_at = now()
+        FROM due, action_triggers.event e
+        WHERE d.id = due.id AND e.id = d.event_id
+        RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.url, d.http_method, d.headers::text AS headers,
+                  d.timeout_secs, d.payload::text AS payload, e.signal, e.operation,
+                  e.new_row::text AS new_row, e.old_row::text AS old_row
+        """
+
+    /// Writes outcomes only where the claim is still ours (same attempt, still in flight),
+    /// so a worker whose lease ran out cannot overwrite the worker that took over.
+    static let recordSQL = """
+        WITH r AS (
+            SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(
+                id bigint, attempt integer, status text, delay_secs double precision, status_code integer,
+                error text, started_at double precision, duration_ms double precision, outcome text)
+        ), updated AS (
+            UPDATE action_triggers.delivery d
+            SET status = r.status,
+                next_attempt_at = CASE WHEN r.status = 'pending'
+                                       THEN now() + make_interval(secs => r.delay_secs)
+                                       ELSE d.next_attempt_at END,
+                last_status_code = r.status_code,
+                last_error = r.error,
+                updated_at = now(),
+                completed_at = CASE WHEN r.status IN ('succeeded', 'failed', 'dead') THEN now() END
+            FROM r
+            WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'in_flight'
+            RETURNING d.id
+        )
+        INSERT INTO action_triggers.delivery_attempt
+            (delivery_id, attempt, started_at, duration_ms, status_code, error, outcome)
+        SELECT r.id, r.attempt, to_timestamp(r.started_at), r.duration_ms, r.status_code, r.error, r.outcome
+        FROM r JOIN updated u ON u.id = r.id
+        ON CONFLICT DO NOTHING
+        """
+
+    static let secondsUntilNextDueSQL = """
+        SELECT extract(epoch FROM min(next_attempt_at) - now()) AS seconds
+        FROM action_triggers.delivery
+        WHERE status IN ('pending', 'in_flight')
+        """
+
+    static func claim(_ connection: PostgresConnection, limit: Int, leaseSeconds: Double) throws -> [ClaimedDelivery] {
+        let result = try connection.query(claimSQL, [String(limit), String(leaseSeconds)])
+        return try result.rows.map { row in
+            let signalName = try row.string("signal")
+            guard let signal = Signal(rawValue: signalName) else {
+                throw PostgresError(kind: .decoding, operation: "claim deliveries", message: "unknown signal \(signalName)")
+            }
+            return ClaimedDelivery(
+                id: try row.int64("id"),
+                eventID: try row.int64("event_id"),
+                webhookID: try row.int64("webhook_id"),
+                attempt: try row.int("attempts"),
+                url: try row.string("url"),
+                method: try row.string("http_method"),
+                headers: try row.string("headers"),
+                timeoutSecs: try row.optional("timeout_secs", row.double),
+                payloadTemplate: row["payload"],
+                event: CapturedEvent(
+                    id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),
+                    newRow: row["new_row"], oldRow: row["old_row"]))
+        }
+    }
+
+    static func record(_ connection: PostgresConnection, _ records: [AttemptRecord]) throws {
+        guard !records.isEmpty else { return }
+        let json = String(decoding: try JSONEncoder().encode(records), as: UTF8.self)
+        try connection.query(recordSQL, [json])
+    }
+
+    /// Returns the seconds until the next delivery is due, or `nil` when none is waiting.
+    static func secondsUntilNextDue(_ connection: PostgresConnection) throws -> Double? {
+        let row = try connection.query(secondsUntilNextDueSQL).singleRow()
+        return try row.optional("seconds", row.double)
+    }
+}

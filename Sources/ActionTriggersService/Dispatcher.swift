@@ -1,0 +1,103 @@
+import ActionTriggersCore
+import Logging
+import PostgresClient
+
+/// Turns outbox events into deliveries: one per matching active config and webhook.
+///
+/// Events are claimed in id order with `FOR UPDATE SKIP LOCKED`, so several
+/// instances share the outbox without coordination. Matching happens here, at
+/// dispatch time, so config changes apply to every event not yet dispatched.
+final class Dispatcher: Sendable {
+    private let conninfo: String
+    private let settings: Settings
+    private let logger: Logger
+    private let stop: StopFlag
+    private let wake: WakeSignal
+    private let onDeliveriesCreated: @Sendable () -> Void
+    private let reconnectPolicy = ReconnectPolicy()
+
+    static let dispatchSQL = """
+        WITH batch AS (
+            SELECT e.id, e.table_oid, e.signal
+            FROM action_triggers.event e
+            WHERE e.dispatched_at IS NULL
+            ORDER BY e.id
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        ), marked AS (
+            UPDATE action_triggers.event e
+            SET dispatched_at = now()
+            FROM batch b
+            WHERE e.id = b.id
+            RETURNING e.id
+        ), created AS (
+            INSERT INTO action_triggers.delivery
+                (event_id, config_id, webhook_id, url, http_method, headers, timeout_secs, payload)
+            SELECT DISTINCT ON (b.id, w.id) b.id, c.id, w.id, w.url, w.http_method, w.headers, w.timeout_secs, c.payload
+            FROM batch b
+            JOIN action_triggers.config_content_type ct ON ct.table_oid = b.table_oid
+            JOIN action_triggers.config c ON c.id = ct.config_id AND c.active
+            JOIN action_triggers.config_signal s ON s.config_id = c.id AND s.signal = b.signal
+            JOIN action_triggers.webhook w ON w.config_id = c.id
+            ORDER BY b.id, w.id
+            RETURNING id
+        )
+        SELECT (SELECT count(*) FROM marked) AS events, (SELECT count(*) FROM created) AS deliveries
+        """
+
+    init(
+        conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal,
+        onDeliveriesCreated: @escaping @Sendable () -> Void
+    ) {
+        self.conninfo = conninfo
+        self.settings = settings
+        self.logger = logger
+        self.stop = stop
+        self.wake = wake
+        self.onDeliveriesCreated = onDeliveriesCreated
+    }
+
+    /// Runs until the stop flag is set; meant for a dedicated thread.
+    func run() {
+        var failures = 0
+        while !stop.isSet {
+            do {
+                let connection = try PostgresConnection(conninfo: conninfo, applicationName: "action-triggers/dispatcher")
+                if failures > 0 {
+                    logger.info("dispatcher reconnected", ["reconnect.attempts": failures])
+                }
+                failures = 0
+                while !stop.isSet {
+                    try dispatchAll(connection)
+                    // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
+                    wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
+                }
+            } catch {
+                failures += 1
+                let delay = reconnectPolicy.delay(forAttempt: failures)
+                logger.warning("dispatcher failed, reconnecting", [
+                    "error": String(describing: error), "reconnect.attempt": failures, "reconnect.delay_ms": delay.milliseconds,
+                ])
+                stop.sleep(seconds: delay.seconds)
+            }
+        }
+    }
+
+    /// Dispatches batches until the outbox has no undispatched event left.
+    private func dispatchAll(_ connection: PostgresConnection) throws {
+        while !stop.isSet {
+            let row = try connection.query(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
+            let events = try row.int("events")
+            let deliveries = try row.int("deliveries")
+            if deliveries > 0 {
+                onDeliveriesCreated()
+            }
+            if events > 0 {
+                logger.debug("dispatched events", ["dispatch.events": events, "dispatch.deliveries": deliveries])
+            }
+            if events < settings.dispatchBatchSize {
+                return
+            }
+        }
+    }
+}

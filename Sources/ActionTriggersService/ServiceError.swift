@@ -1,0 +1,12 @@
+/// An error that stops the service or one of its commands, with a message for the operator.
+public enum ServiceError: Error, CustomStringConvertible {
+    case startup(String)
+    case configuration(String)
+
+    public var description: String {
+        switch self {
+        case .startup(let message): message
+        case .configuration(let message): message
+        }
+    }
+}

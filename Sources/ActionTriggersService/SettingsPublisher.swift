@@ -1,0 +1,56 @@
+import ActionTriggersCore
+import PostgresClient
+
+/// Copies the allowlists of the settings file into `action_triggers.setting`.
+///
+/// The SQL functions read them from there, so a config saved through SQL is checked
+/// against the same allowlists as one saved through the API. With several instances,
+/// the one that started last wins, so all instances should share one settings file.
+enum SettingsPublisher {
+    static func publish(_ settings: Settings, to connection: PostgresConnection) throws {
+        let values: [(String, String?)] = [
+            ("whitelisted_content_types", settings.whitelistedContentTypes.map(jsonArray)),
+            ("whitelisted_webhook_endpoint_patterns", settings.whitelistedWebhookEndpointPatterns.map(jsonArray)),
+            ("broker_names", "[]"),
+            ("max_webhook_timeout", String(settings.maxWebhookTimeout)),
+        ]
+        try connection.transaction { connection in
+            for (key, value) in values {
+                if let value {
+                    try connection.query("""
+                        INSERT INTO action_triggers.setting (key, value) VALUES ($1, $2::jsonb)
+                        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+                        """, [key, value])
+                } else {
+                    try connection.query("DELETE FROM action_triggers.setting WHERE key = $1", [key])
+                }
+            }
+        }
+    }
+
+    private static func jsonArray(_ strings: [String]) -> String {
+        "[" + strings.map(jsonString).joined(separator: ",") + "]"
+    }
+
+    /// Encodes a string as a JSON string literal.
+    static func jsonString(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                        + String(scalar.value, radix: 16)
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return result + "\""
+    }
+}

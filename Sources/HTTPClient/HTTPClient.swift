@@ -1,0 +1,243 @@
+import CCurl
+import CCurlShim
+import Foundation
+
+/// Sends batches of HTTP requests concurrently over libcurl's multi interface.
+///
+/// Connections are kept in the multi handle's cache and reused across batches.
+/// Redirects are never followed and only `http` and `https` URLs are accepted.
+/// One thread owns a client at a time, so the type is not `Sendable`.
+public final class HTTPClient {
+    /// The most response body bytes kept; the rest is read and dropped.
+    public static let maxResponseBodyBytes = 16 * 1024
+
+    private let multi: UnsafeMutableRawPointer
+    private var idleHandles: [UnsafeMutableRawPointer] = []
+    private let userAgent: String
+
+    /// Creates a client; `maxConnectionsPerHost` bounds parallel requests to one host,
+    /// and extra requests wait inside libcurl for a free connection.
+    public init(maxConnectionsPerHost: Int = 32, maxConnections: Int = 256, userAgent: String) {
+        Self.initializeLibcurl
+        multi = curl_multi_init()!
+        at_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
+        at_curl_multi_setopt_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxConnections)
+        at_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxConnections)
+        self.userAgent = userAgent
+    }
+
+    deinit {
+        for handle in idleHandles {
+            curl_easy_cleanup(handle)
+        }
+        curl_multi_cleanup(multi)
+    }
+
+    private static let initializeLibcurl: Void = {
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    }()
+
+    /// Sends every request concurrently and returns one outcome per request, in order.
+    ///
+    /// Returns when all requests have finished; each is bounded by its own timeout.
+    public func perform(_ requests: [HTTPRequest]) -> [Result<HTTPResponse, HTTPClientError>] {
+        var outcomes = [Result<HTTPResponse, HTTPClientError>?](repeating: nil, count: requests.count)
+        var running: [UnsafeMutableRawPointer: Transfer] = [:]
+
+        for (index, request) in requests.enumerated() {
+            let handle = takeHandle()
+            let transfer = Transfer(index: index)
+            if let failure = configure(handle, for: request, transfer: transfer) {
+                outcomes[index] = .failure(failure)
+                returnHandle(handle)
+                continue
+            }
+            running[handle] = transfer
+            curl_multi_add_handle(multi, handle)
+        }
+
+        while !running.isEmpty {
+            var stillRunning: Int32 = 0
+            curl_multi_perform(multi, &stillRunning)
+            collectFinished(&running, into: &outcomes)
+            if running.isEmpty { break }
+            curl_multi_poll(multi, nil, 0, 100, nil)
+        }
+        return outcomes.map { $0! }
+    }
+
+    // MARK: - Internals
+
+    private func takeHandle() -> UnsafeMutableRawPointer {
+        if let handle = idleHandles.popLast() {
+            curl_easy_reset(handle)
+            return handle
+        }
+        return curl_easy_init()
+    }
+
+    private func returnHandle(_ handle: UnsafeMutableRawPointer) {
+        idleHandles.append(handle)
+    }
+
+    /// Sets the options of one transfer; returns an error when libcurl rejects one.
+    private func configure(_ handle: UnsafeMutableRawPointer, for request: HTTPRequest, transfer: Transfer) -> HTTPClientError? {
+        let timeoutMilliseconds = max(1, Int(request.timeout.components.seconds * 1000
+            + request.timeout.components.attoseconds / 1_000_000_000_000_000))
+        var headerList: UnsafeMutablePointer<curl_slist>? = nil
+        for header in request.headers {
+            headerList = curl_slist_append(headerList, "\(header.name): \(header.value)")
+        }
+        // An empty "Expect:" stops libcurl from waiting for 100-continue on large bodies.
+        headerList = curl_slist_append(headerList, "Expect:")
+        transfer.headerList = headerList
+        let context = Unmanaged.passUnretained(transfer).toOpaque()
+
+        var codes: [CURLcode] = [
+            at_curl_easy_setopt_string(handle, CURLOPT_URL, request.url),
+            at_curl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https"),
+            at_curl_easy_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0),
+            at_curl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1),
+            at_curl_easy_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1),
+            at_curl_easy_setopt_long(handle, CURLOPT_TCP_NODELAY, 1),
+            at_curl_easy_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds),
+            at_curl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, min(timeoutMilliseconds, 10_000)),
+            at_curl_easy_setopt_string(handle, CURLOPT_USERAGENT, userAgent),
+            at_curl_easy_setopt_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)),
+            at_curl_easy_setopt_callback(handle, CURLOPT_WRITEFUNCTION, writeBody),
+            at_curl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, context),
+            at_curl_easy_setopt_callback(handle, CURLOPT_HEADERFUNCTION, writeHeader),
+            at_curl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, context),
+            at_curl_easy_setopt_pointer(handle, CURLOPT_PRIVATE, context),
+            at_curl_easy_setopt_pointer(handle, CURLOPT_ERRORBUFFER, transfer.errorBuffer),
+        ]
+        if !request.body.isEmpty {
+            codes.append(at_curl_easy_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
+            codes.append(request.body.withUnsafeBytes { bytes in
+                at_curl_easy_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress!))
+            })
+        }
+        codes.append(at_curl_easy_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method))
+
+        if let failed = codes.first(where: { $0 != CURLE_OK }) {
+            transfer.release()
+            return HTTPClientError(kind: .invalidRequest, message: String(cString: curl_easy_strerror(failed)), duration: .zero)
+        }
+        transfer.started = ContinuousClock.now
+        return nil
+    }
+
+    private func collectFinished(
+        _ running: inout [UnsafeMutableRawPointer: Transfer],
+        into outcomes: inout [Result<HTTPResponse, HTTPClientError>?]
+    ) {
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi, &remaining) {
+            guard at_curl_multi_message_is_done(message) == 1, let handle = message.pointee.easy_handle,
+                  let transfer = running.removeValue(forKey: handle) else { continue }
+            let code = at_curl_multi_message_result(message)
+            let duration = ContinuousClock.now - transfer.started
+
+            if code == CURLE_OK {
+                var status = 0
+                at_curl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+                outcomes[transfer.index] = .success(HTTPResponse(
+                    status: status, headers: transfer.finalResponseHeaders(), body: transfer.body, duration: duration))
+            } else {
+                outcomes[transfer.index] = .failure(HTTPClientError(
+                    kind: Self.kind(of: code), message: transfer.errorText(code: code), duration: duration))
+            }
+
+            curl_multi_remove_handle(multi, handle)
+            transfer.release()
+            returnHandle(handle)
+        }
+    }
+
+    private static func kind(of code: CURLcode) -> HTTPClientError.Kind {
+        switch code {
+        case CURLE_OPERATION_TIMEDOUT:
+            return .timeout
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SEND_ERROR,
+             CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_SSL_CONNECT_ERROR, CURLE_PARTIAL_FILE, CURLE_PEER_FAILED_VERIFICATION:
+            return .connection
+        case CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
+            return .invalidRequest
+        default:
+            return .other
+        }
+    }
+}
+
+/// The state of one running transfer, reached from libcurl callbacks through an unretained pointer.
+private final class Transfer {
+    let index: Int
+    var started = ContinuousClock.now
+    var body: [UInt8] = []
+    var headerLines: [String] = []
+    var headerList: UnsafeMutablePointer<curl_slist>?
+    let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+
+    init(index: Int) {
+        self.index = index
+        errorBuffer.initialize(to: 0)
+    }
+
+    func release() {
+        if let headerList {
+            curl_slist_free_all(headerList)
+        }
+        headerList = nil
+    }
+
+    deinit {
+        release()
+        errorBuffer.deallocate()
+    }
+
+    func errorText(code: CURLcode) -> String {
+        let detail = String(cString: errorBuffer)
+        return detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+    }
+
+    /// Returns the headers of the last response, skipping interim ones such as 100 Continue.
+    func finalResponseHeaders() -> [HTTPHeader] {
+        var headers: [HTTPHeader] = []
+        for line in headerLines {
+            if line.hasPrefix("HTTP/") {
+                headers.removeAll()
+                continue
+            }
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = String(line[..<colon]).trimmingCharacters(in: .whitespaces)
+            let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespacesAndNewlines)
+            headers.append(HTTPHeader(name, value))
+        }
+        return headers
+    }
+}
+
+private let writeBody: at_curl_data_callback = { data, size, count, context in
+    let length = size * count
+    guard let data, let context else { return length }
+    let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+    let room = HTTPClient.maxResponseBodyBytes - transfer.body.count
+    if room > 0 {
+        let kept = min(room, length)
+        data.withMemoryRebound(to: UInt8.self, capacity: kept) { bytes in
+            transfer.body.append(contentsOf: UnsafeBufferPointer(start: bytes, count: kept))
+        }
+    }
+    return length
+}
+
+private let writeHeader: at_curl_data_callback = { data, size, count, context in
+    let length = size * count
+    guard let data, let context else { return length }
+    let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+    let line = data.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
+        String(decoding: UnsafeBufferPointer(start: bytes, count: length), as: UTF8.self)
+    }
+    transfer.headerLines.append(line.trimmingCharacters(in: .whitespacesAndNewlines))
+    return length
+}

@@ -1,0 +1,188 @@
+import ActionTriggersCore
+import ActionTriggersService
+import Dispatch
+import Foundation
+import Logging
+import PostgresClient
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let usage = """
+    action-triggers — turns PostgreSQL row changes into webhooks.
+
+    Usage:
+      action-triggers serve   [--database-url URL] [--listen HOST:PORT] [--settings FILE]
+      action-triggers migrate [--database-url URL]
+      action-triggers version
+      action-triggers COMMAND --help
+
+    Environment (flags override it):
+      DATABASE_URL               libpq URI or conninfo of the application's database (required)
+      ACTION_TRIGGERS_SETTINGS   path of the JSON settings file (optional)
+      ACTION_TRIGGERS_LISTEN     host:port of the HTTP server (default 127.0.0.1:8080)
+      ACTION_TRIGGERS_LOG_LEVEL  trace, debug, info, warning or error (default info)
+    """
+
+let commandHelp: [String: String] = [
+    "serve": """
+        Usage: action-triggers serve [--database-url URL] [--listen HOST:PORT] [--settings FILE]
+
+        Applies pending migrations, then captures row changes and delivers them until
+        SIGTERM or SIGINT. Stopping lets attempts in progress finish for up to the
+        largest webhook timeout.
+
+          --database-url URL   libpq URI or conninfo (default: $DATABASE_URL)
+          --listen HOST:PORT   address of the HTTP server (default: $ACTION_TRIGGERS_LISTEN or 127.0.0.1:8080)
+          --settings FILE      JSON settings file (default: $ACTION_TRIGGERS_SETTINGS; none means defaults)
+        """,
+    "migrate": """
+        Usage: action-triggers migrate [--database-url URL]
+
+        Creates or upgrades the action_triggers schema and exits. Safe to run again
+        and from several instances at once.
+
+          --database-url URL   libpq URI or conninfo (default: $DATABASE_URL)
+        """,
+    "version": """
+        Usage: action-triggers version
+
+        Prints the version of this build.
+        """,
+]
+
+/// Prints a message to stderr and exits with status 2 (usage) or 1 (failure).
+func fail(_ message: String, usageError: Bool = false) -> Never {
+    FileHandle.standardError.write(Data(("action-triggers: " + message + "\n").utf8))
+    exit(usageError ? 2 : 1)
+}
+
+/// Parses `--name value` and `--name=value` flags; rejects unknown ones.
+func parseFlags(_ arguments: ArraySlice<String>, allowed: Set<String>, command: String) -> [String: String] {
+    var flags: [String: String] = [:]
+    var index = arguments.startIndex
+    while index < arguments.endIndex {
+        let argument = arguments[index]
+        if argument == "--help" || argument == "-h" {
+            print(commandHelp[command] ?? usage)
+            exit(0)
+        }
+        guard argument.hasPrefix("--") else {
+            fail("unexpected argument \"\(argument)\" for \(command); see action-triggers \(command) --help", usageError: true)
+        }
+        var name = String(argument.dropFirst(2))
+        var value: String
+        if let equals = name.firstIndex(of: "=") {
+            value = String(name[name.index(after: equals)...])
+            name = String(name[..<equals])
+        } else {
+            index += 1
+            guard index < arguments.endIndex else {
+                fail("--\(name) needs a value; see action-triggers \(command) --help", usageError: true)
+            }
+            value = arguments[index]
+        }
+        guard allowed.contains(name) else {
+            fail("unknown option --\(name) for \(command); see action-triggers \(command) --help", usageError: true)
+        }
+        flags[name] = value
+        index += 1
+    }
+    return flags
+}
+
+func databaseURL(_ flags: [String: String]) -> String {
+    guard let url = flags["database-url"] ?? ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
+        fail("no database given: set DATABASE_URL or pass --database-url", usageError: true)
+    }
+    return url
+}
+
+func logLevel() -> Logger.Level {
+    guard let name = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_LOG_LEVEL"], !name.isEmpty else { return .info }
+    guard let level = Logger.Level(name: name) else {
+        fail("invalid ACTION_TRIGGERS_LOG_LEVEL \"\(name)\": use trace, debug, info, warning or error", usageError: true)
+    }
+    return level
+}
+
+func loadSettings(_ flags: [String: String]) -> Settings {
+    guard let path = flags["settings"] ?? ProcessInfo.processInfo.environment["ACTION_TRIGGERS_SETTINGS"], !path.isEmpty else {
+        return Settings()
+    }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        fail("cannot read the settings file \(path): it does not exist or is not readable")
+    }
+    do {
+        return try Settings.parse(data)
+    } catch {
+        fail("\(path): \(error.description)")
+    }
+}
+
+func runServe(_ flags: [String: String]) -> Never {
+    let level = logLevel()
+    let logger = Logger(component: "service", level: level)
+    let settings = loadSettings(flags)
+    let service = Service(configuration: .init(databaseURL: databaseURL(flags), settings: settings), logLevel: level)
+    // NOTE: the HTTP server (REST API, /metrics, /healthz) is not built yet, so --listen is accepted and unused.
+    _ = flags["listen"] ?? ProcessInfo.processInfo.environment["ACTION_TRIGGERS_LISTEN"]
+
+    do {
+        try service.start()
+    } catch {
+        logger.error("service failed to start", ["error": String(describing: error)])
+        exit(1)
+    }
+
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGINT, SIG_IGN)
+    let stopRequested = DispatchSemaphore(value: 0)
+    let sources = [SIGTERM, SIGINT].map { number in
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler { stopRequested.signal() }
+        source.resume()
+        return source
+    }
+    stopRequested.wait()
+    logger.info("stopping")
+    let stopped = service.stopAndWait(timeout: settings.maxWebhookTimeout + 5)
+    logger.info(stopped ? "stopped" : "stopped before every thread finished")
+    _ = sources
+    exit(0)
+}
+
+func runMigrate(_ flags: [String: String]) -> Never {
+    let logger = Logger(component: "migrate", level: logLevel())
+    do {
+        let connection = try PostgresConnection(conninfo: databaseURL(flags), applicationName: "action-triggers/migrate")
+        let applied = try Migrator.migrate(connection, logger: logger)
+        logger.info(applied.isEmpty ? "schema is up to date" : "schema migrated", ["migrations.applied": applied.count])
+        exit(0)
+    } catch {
+        logger.error("migration failed", ["error": String(describing: error)])
+        exit(1)
+    }
+}
+
+let arguments = CommandLine.arguments.dropFirst()
+guard let command = arguments.first else {
+    print(usage)
+    exit(2)
+}
+let rest = arguments.dropFirst()
+
+switch command {
+case "serve":
+    runServe(parseFlags(rest, allowed: ["database-url", "listen", "settings"], command: "serve"))
+case "migrate":
+    runMigrate(parseFlags(rest, allowed: ["database-url"], command: "migrate"))
+case "version":
+    _ = parseFlags(rest, allowed: [], command: "version")
+    print(Version.current)
+case "--help", "-h", "help":
+    print(usage)
+default:
+    fail("unknown command \"\(command)\"; commands: serve, migrate, version", usageError: true)
+}

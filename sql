@@ -1,0 +1,1 @@
+Sources/ActionTriggersService/sql
