@@ -36,6 +36,9 @@ public final class PostgresConnection {
             PQfinish(connection)
             throw PostgresError(kind: .connection, operation: "connect", message: message)
         }
+        // Server notices (such as "relation already exists, skipping") would go to stderr
+        // unstructured; the service reports what matters through its own log lines.
+        PQsetNoticeProcessor(connection, { _, _ in }, nil)
         self.handle = connection
         self.backendPID = PQbackendPID(connection)
     }

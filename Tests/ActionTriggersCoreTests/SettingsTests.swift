@@ -1,0 +1,74 @@
+import ActionTriggersCore
+import Foundation
+import Testing
+
+@Suite("Settings.parse")
+struct SettingsTests {
+    private func parse(_ text: String) throws(SettingsError) -> Settings {
+        try Settings.parse(Data(text.utf8))
+    }
+
+    @Test("empty object gives defaults")
+    func defaults() throws {
+        let settings = try parse("{}")
+        #expect(settings.maxWebhookTimeout == 30)
+        #expect(settings.whitelistedContentTypes == nil)
+        #expect(settings.whitelistedWebhookEndpointPatterns == nil)
+        #expect(settings.retry == .default)
+    }
+
+    @Test("every known key is read")
+    func fullDocument() throws {
+        let settings = try parse("""
+            {"max_webhook_timeout": 12.5, "max_broker_timeout": 3,
+             "whitelisted_content_types": ["myapp.customer"],
+             "whitelisted_webhook_endpoint_patterns": ["https://example.com/"],
+             "retry": {"max_attempts": 4, "base_delay_secs": 0.5, "max_delay_secs": 10, "jitter": 0},
+             "poll_interval_secs": 2, "dispatch_batch_size": 100, "delivery_concurrency": 8,
+             "brokers": {}, "dynamic_values": {}}
+            """)
+        #expect(settings.maxWebhookTimeout == 12.5)
+        #expect(settings.maxBrokerTimeout == 3)
+        #expect(settings.whitelistedContentTypes == ["myapp.customer"])
+        #expect(settings.whitelistedWebhookEndpointPatterns == ["https://example.com/"])
+        #expect(settings.retry == RetryPolicy(maxAttempts: 4, baseDelay: 0.5, maxDelay: 10, jitter: 0))
+        #expect(settings.pollInterval == 2)
+        #expect(settings.dispatchBatchSize == 100)
+        #expect(settings.deliveryConcurrency == 8)
+    }
+
+    @Test("invalid documents name the key", arguments: [
+        ("[]", "", "the file must contain a JSON object (got array)"),
+        (#"{"max_webhook_timout": 5}"#, "max_webhook_timout", "is not a known setting"),
+        (#"{"max_webhook_timeout": -1}"#, "max_webhook_timeout", "must be a number > 0 (got -1)"),
+        (#"{"max_webhook_timeout": "5"}"#, "max_webhook_timeout", "must be a number > 0 (got \"5\")"),
+        (#"{"whitelisted_content_types": ["customer"]}"#, "whitelisted_content_types[0]", "must look like app_label.model_name"),
+        (#"{"whitelisted_content_types": [1]}"#, "whitelisted_content_types[0]", "must be a string (got number)"),
+        (#"{"retry": {"max_attempts": 0}}"#, "retry.max_attempts", "must be an integer from 1 to 1000 (got 0)"),
+        (#"{"retry": {"max_attempts": 2.5}}"#, "retry.max_attempts", "must be an integer from 1 to 1000 (got 2.5)"),
+        (#"{"retry": {"jitter": 2}}"#, "retry.jitter", "must be a number from 0 to 1 (got 2)"),
+        (#"{"retry": {"base_delay_secs": 100, "max_delay_secs": 10}}"#, "retry.base_delay_secs", "must not exceed"),
+        (#"{"retry": {"tries": 3}}"#, "retry.tries", "is not a known setting"),
+        (#"{"brokers": {"rabbit": {}}}"#, "brokers", "is not supported by this version yet"),
+        (#"{"dispatch_batch_size": 0}"#, "dispatch_batch_size", "must be an integer from 1 to 10000 (got 0)"),
+    ])
+    func invalid(text: String, path: String, message: String) {
+        do {
+            _ = try parse(text)
+            Issue.record("expected an error for \(text)")
+        } catch {
+            #expect(error.path == path)
+            #expect(error.message.contains(message), "message was: \(error.message)")
+        }
+    }
+
+    @Test("malformed JSON is reported")
+    func malformed() {
+        do {
+            _ = try parse(#"{"retry": {"max_attempts": 3,}"#)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description.hasPrefix("invalid settings: the file is not valid JSON"))
+        }
+    }
+}
