@@ -29,7 +29,7 @@ let package = Package(
         .testTarget(name: "ActionTriggersCoreTests", dependencies: ["ActionTriggersCore"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ActionTriggersService", "PostgresClient", "HTTPClient"]
+            dependencies: ["ActionTriggersService", "PostgresClient", "Logging"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -15,8 +15,9 @@ final class TestReceiver: Sendable {
     /// A canned response for one request.
     struct Response: Sendable {
         var status: Int
-        /// Header fields sent as given. The receiver adds `Content-Length` and
-        /// `Content-Type: text/plain; charset=utf-8` unless they are present here.
+        /// Header fields sent as given. Unless a field is present here, the receiver adds
+        /// `Content-Length` (except to 204 and 304 responses) and, for a non-empty body,
+        /// `Content-Type: text/plain; charset=utf-8`.
         var headers: [(name: String, value: String)]
         var body: String
         /// Time between receiving the whole request and sending this response.
@@ -28,7 +29,10 @@ final class TestReceiver: Sendable {
             body: String = "",
             delay: Duration = .zero
         ) {
-            precondition((200...999).contains(status), "Response status must be a final status code (200 through 999), got \(status)")
+            precondition(
+                (200...999).contains(status),
+                "Response status must be a final status code (200 through 999), got \(status)"
+            )
             self.status = status
             self.headers = headers
             self.body = body
@@ -221,7 +225,7 @@ private final class ReceiverServer: Sendable {
     private let stopSignal: Int32
     private let stopSignalWriteEnd: Int32
 
-    /// Contains the accept thread and every connection thread while it runs.
+    /// Group that every receiver thread enters before it starts and leaves when it ends.
     private let threads = DispatchGroup()
 
     init() throws {
@@ -312,7 +316,7 @@ private final class ReceiverServer: Sendable {
 
         threads.wait()
 
-        // Only the first caller closes the read end, after every thread that polls it ended.
+        // Only the first caller closes the read end, after every thread that polls it has ended.
         if isFirstCall {
             close(stopSignal)
         }
@@ -376,7 +380,8 @@ private final class ReceiverServer: Sendable {
         }
     }
 
-    /// Answers requests on one connection until either side closes it or the receiver stops.
+    /// Reads requests on one connection and sends their responses until either side closes
+    /// the connection or the receiver stops.
     private func serveConnection(socket: Int32, number: Int) {
         defer {
             close(socket)
@@ -452,7 +457,7 @@ private final class ReceiverServer: Sendable {
                 return false
             }
             if result < 0, errno != EINTR {
-                log("poll on the stop pipe failed: \(errnoText(errno)). The response is sent without the rest of its delay.")
+                log("poll on the stop pipe failed: \(errnoText(errno)). Continuing without the rest of the \(duration) wait.")
                 return true
             }
         }
@@ -487,7 +492,8 @@ private struct ParsedRequest {
 
 /// Buffered reader and writer for one accepted socket.
 private struct HTTPConnection {
-    /// Maximum size of the request line plus header fields, and separately of trailer fields.
+    /// Maximum size in bytes of the request line and header fields together. Trailer fields
+    /// get a separate limit of the same size.
     static let maxHeaderSectionBytes = 64 * 1024
     static let maxBodyBytes = 16 * 1024 * 1024
     static let maxChunkSizeLineBytes = 1024
@@ -515,7 +521,7 @@ private struct HTTPConnection {
 
         var headerBytesLeft = Self.maxHeaderSectionBytes
         var requestLine: [UInt8]
-        // RFC 9112 section 2.2 asks servers to ignore empty lines before the request line.
+        // RFC 9112 section 2.2 recommends that a server ignore empty lines before the request line.
         repeat {
             guard let line = try readLine(maxLength: headerBytesLeft, tooLong: Self.headerSectionTooLarge) else {
                 return nil
@@ -602,9 +608,9 @@ private struct HTTPConnection {
         return (String(decoding: line[..<colon], as: UTF8.self), String(decoding: value, as: UTF8.self))
     }
 
-    /// Reads the body that the framing headers announce, following RFC 9112 section 6.3:
-    /// Transfer-Encoding takes precedence over Content-Length, and a request with neither has
-    /// no body.
+    /// Reads the body that the framing headers announce, following RFC 9112 section 6.3.
+    /// Transfer-Encoding takes precedence over Content-Length, and a request with neither
+    /// has no body.
     private mutating func readBody(into request: inout ParsedRequest) throws {
         let headers = request.headers
         func values(_ name: String) -> [String] {
@@ -645,18 +651,18 @@ private struct HTTPConnection {
         }
         guard contentLengths.allSatisfy({ $0 == firstLength }),
               !firstLength.isEmpty,
-              firstLength.allSatisfy({ $0.isASCII && $0.isNumber }),
-              let length = Int(firstLength)
+              firstLength.allSatisfy({ $0.isASCII && $0.isNumber })
         else {
             throw ConnectionEnd.rejected(
                 status: 400,
                 reason: "Invalid Content-Length \"\(contentLengths.joined(separator: ", "))\"."
             )
         }
-        guard length <= Self.maxBodyBytes else {
+        // Int(_:) returns nil for a value too large for Int, which is also too large to accept.
+        guard let length = Int(firstLength), length <= Self.maxBodyBytes else {
             throw ConnectionEnd.rejected(
                 status: 413,
-                reason: "Content-Length \(length) exceeds the maximum body size of \(Self.maxBodyBytes) bytes."
+                reason: "Content-Length \(firstLength) exceeds the maximum body size of \(Self.maxBodyBytes) bytes."
             )
         }
         if expectsContinue, length > 0 {
@@ -905,7 +911,7 @@ private struct HTTPConnection {
 // MARK: - Response encoding
 
 extension TestReceiver.Response {
-    /// Returns whether the response's own header fields ask to close the connection.
+    /// Returns whether the response's own header fields contain `Connection: close`.
     fileprivate var hasConnectionCloseField: Bool {
         headers.contains { field in
             field.name.lowercased() == "connection"

@@ -1,0 +1,246 @@
+import Foundation
+import PostgresClient
+import Testing
+
+/// Config changes through the SQL functions and plain SQL, and their checks.
+@Suite("Configs", .serialized)
+struct ConfigTests {
+    @Test("deactivating and deleting stop deliveries at once")
+    func deactivateAndDelete() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        let configID = try harness.createConfig(harness.exampleOneConfig())
+        try harness.createConfig(harness.markerConfig())
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('active', 'a@example.com')")
+        _ = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20))
+
+        try harness.database.query(
+            "SELECT action_triggers.update_config($1, $2::jsonb)", [String(configID), harness.exampleOneConfig(active: false)])
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('inactive', 'i@example.com')")
+        try await harness.insertMarkerAndWait(count: 1)
+        #expect(harness.requests(to: "/customer").count == 1)
+
+        try harness.database.query(
+            "SELECT action_triggers.update_config($1, $2::jsonb)", [String(configID), harness.exampleOneConfig(active: true)])
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('again', 'g@example.com')")
+        try await harness.insertMarkerAndWait(count: 2)
+        #expect(try harness.requests(to: "/customer").map { try jsonObject($0)["name"] as? String } == ["active", "again"])
+
+        try harness.database.query("SELECT action_triggers.delete_config($1)", [String(configID)])
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('deleted', 'd@example.com')")
+        try await harness.insertMarkerAndWait(count: 3)
+        #expect(harness.requests(to: "/customer").count == 2)
+        let triggers = try harness.database.query(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'myapp_customer'::regclass AND NOT tgisinternal")
+        #expect(triggers.rows.isEmpty)
+    }
+
+    @Test("capture triggers follow plain SQL changes")
+    func triggersFollowPlainSQL() throws {
+        let harness = try Harness()
+        try harness.database.query("SELECT 1")
+        let connection = try harness.database.connect()
+        try connection.execute("SET client_min_messages = warning")
+        try MigrationHelper.migrate(connection)
+        let configID = try harness.createConfig(harness.exampleOneConfig())
+        let triggerNames = "SELECT string_agg(tgname, ',' ORDER BY tgname) AS names FROM pg_trigger WHERE tgrelid = 'myapp_customer'::regclass AND NOT tgisinternal"
+
+        #expect(try connection.query(triggerNames).singleRow()["names"] == "action_triggers_post_delete,action_triggers_post_save")
+
+        try connection.query("UPDATE action_triggers.config SET active = false WHERE id = $1", [String(configID)])
+        #expect(try connection.query(triggerNames).singleRow()["names"] == nil)
+
+        try connection.query("UPDATE action_triggers.config SET active = true WHERE id = $1", [String(configID)])
+        try connection.query("DELETE FROM action_triggers.config_signal WHERE signal = 'post_delete'")
+        #expect(try connection.query(triggerNames).singleRow()["names"] == "action_triggers_post_save")
+
+        try connection.query("INSERT INTO action_triggers.config_signal (config_id, position, signal) VALUES ($1, 1, 'pre_delete')", [String(configID)])
+        #expect(try connection.query(triggerNames).singleRow()["names"] == "action_triggers_post_save,action_triggers_pre_delete")
+
+        try connection.query("DELETE FROM action_triggers.config")
+        #expect(try connection.query(triggerNames).singleRow()["names"] == nil)
+    }
+
+    @Test("get_config returns the stored body with its id")
+    func getConfigRoundTrip() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+        let body = """
+            {"config_signals": [{"signal": "post_save"}, {"signal": "pre_delete"}],
+             "content_types": [{"app_label": "myapp", "model": "Sale"}, {"app_label": "myapp", "model_name": "Product"}],
+             "webhooks": [{"url": "https://example.com/hook", "http_method": "PATCH", "headers": {"X-Key": "v"}, "timeout_secs": 2.25},
+                          {"url": "http://127.0.0.1:1/other", "http_method": "GET"}],
+             "active": false}
+            """
+        let id = try harness.createConfig(body)
+
+        let stored = try connection.query("SELECT action_triggers.get_config($1) = $2::jsonb AS same, action_triggers.get_config($1) AS body", [
+            String(id),
+            """
+            {"id": \(id),
+             "config_signals": [{"signal": "post_save"}, {"signal": "pre_delete"}],
+             "content_types": [{"app_label": "myapp", "model_name": "Sale"}, {"app_label": "myapp", "model_name": "Product"}],
+             "webhooks": [{"url": "https://example.com/hook", "http_method": "PATCH", "headers": {"X-Key": "v"}, "timeout_secs": 2.25},
+                          {"url": "http://127.0.0.1:1/other", "http_method": "GET", "headers": {}}],
+             "msg_broker_queues": [], "active": false, "payload": null}
+            """,
+        ]).singleRow()
+        #expect(stored["same"] == "t", "stored: \(stored["body"] ?? "NULL")")
+        #expect(try connection.query("SELECT action_triggers.get_config(999999) AS body").singleRow()["body"] == nil)
+    }
+
+    @Test("invalid bodies name every field", arguments: [
+        (#"{"content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true}"#, "config_signals", "must be a list"),
+        (#"{"config_signals": [], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true}"#, "config_signals", "at least one"),
+        (#"{"config_signals": [{"signal": "saved"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true}"#, "config_signals[0].signal", "must be one of"),
+        (#"{"config_signals": [{"signal": "post_save"}, {"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true}"#, "config_signals[1].signal", "duplicate"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Ghost"}], "active": true}"#, "content_types[0]", "no table found for model myapp.ghost"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp"}], "active": true}"#, "content_types[0].model_name", "must be a non-empty string"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": "yes"}"#, "active", "must be true or false"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": null}"#, "active", "must be true or false"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "colour": 1}"#, "colour", "unknown field"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "ftp://x/", "http_method": "POST"}]}"#, "webhooks[0].url", "is not an absolute http"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "HEAD"}]}"#, "webhooks[0].http_method", "must be one of GET, POST, PUT, PATCH, DELETE"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "timeout_secs": -1}]}"#, "webhooks[0].timeout_secs", "must be a number >= 0"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "headers": {"X": 1}}]}"#, "webhooks[0].headers.X", "must be a string"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "headers": {"X": "a\r\nInjected: 1"}}]}"#, "webhooks[0].headers.X", "line breaks"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "msg_broker_queues": [{"name": "rabbit"}]}"#, "msg_broker_queues[0].name", "no broker named"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "payload": [1]}"#, "payload", "must be an object"),
+        (#"[1, 2]"#, "non_field_errors", "must be a JSON object"),
+    ])
+    func invalidBodies(body: String, path: String, message: String) throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+
+        let errors = try connection.query("SELECT action_triggers.validate_config($1::jsonb) AS errors", [body]).singleRow().string("errors")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(errors.utf8)) as? [String: [String]])
+        #expect(object[path]?.contains { $0.contains(message) } == true, "errors: \(errors)")
+
+        do {
+            try connection.query("SELECT action_triggers.create_config($1::jsonb)", [body])
+            Issue.record("create_config accepted an invalid body")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "22023")
+            #expect(error.message.hasPrefix("invalid config: "))
+            #expect(error.detail == errors)
+        }
+        #expect(try connection.query("SELECT count(*) AS n FROM action_triggers.config").singleRow().int("n") == 0)
+    }
+
+    @Test("unknown ids are errors for update and delete")
+    func unknownIDs() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+
+        for statement in ["SELECT action_triggers.delete_config(424242)",
+                          "SELECT action_triggers.update_config(424242, '{}'::jsonb)"] {
+            do {
+                try connection.query(statement)
+                Issue.record("\(statement) succeeded")
+            } catch let error as PostgresError {
+                #expect(error.sqlState == "P0002")
+                #expect(error.message == "config 424242 not found")
+            }
+        }
+    }
+
+    @Test("register_model maps a model to any table")
+    func registerModel() async throws {
+        let harness = try Harness()
+        try harness.database.execute("CREATE SCHEMA crm; CREATE TABLE crm.\"Client Table\" (id serial PRIMARY KEY, label text)")
+        try await harness.startService()
+        try harness.database.query("SELECT action_triggers.register_model('billing', 'Client', 'crm.\"Client Table\"')")
+        try harness.createConfig("""
+            {"config_signals": [{"signal": "post_save"}],
+             "content_types": [{"app_label": "billing", "model_name": "Client"}],
+             "webhooks": [{"url": "\(harness.receiver.baseURL)/client", "http_method": "POST"}],
+             "active": true}
+            """)
+
+        try harness.database.query("INSERT INTO crm.\"Client Table\" (label) VALUES ('quoted')")
+        let requests = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20))
+
+        #expect(try jsonObject(requests[0])["label"] as? String == "quoted")
+    }
+
+    @Test("role without schema rights can still write")
+    func unprivilegedWriter() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        try harness.createConfig(harness.exampleOneConfig())
+        let role = "writer_" + harness.database.name
+        try harness.database.query("CREATE ROLE \(role)")
+        defer { _ = try? harness.database.execute("DROP OWNED BY \(role); DROP ROLE \(role)") }
+        try harness.database.execute("GRANT INSERT, SELECT ON myapp_customer TO \(role); GRANT USAGE ON SEQUENCE myapp_customer_id_seq TO \(role)")
+
+        let connection = try harness.database.connect()
+        try connection.execute("SET ROLE \(role)")
+        try connection.query("INSERT INTO myapp_customer (name, email) VALUES ('limited', 'l@example.com')")
+        let denied = try connection.query("SELECT has_schema_privilege('action_triggers', 'USAGE') AS allowed").singleRow()
+        let requests = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20))
+
+        #expect(denied["allowed"] == "f")
+        #expect(try jsonObject(requests[0])["name"] as? String == "limited")
+    }
+
+    @Test("URL outside the allowlist never gets a connection")
+    func allowlistEnforced() async throws {
+        let harness = try Harness()
+        let forbidden = try TestReceiver()
+        try await harness.startService(settings: Harness.settings(allowing: [harness.receiver]))
+        let forbiddenConfig = """
+            {"config_signals": [{"signal": "post_save"}],
+             "content_types": [{"app_label": "myapp", "model_name": "Customer"}],
+             "webhooks": [{"url": "\(forbidden.baseURL)/hook", "http_method": "POST"}],
+             "active": true}
+            """
+
+        // Rejected when saved, through the function and through plain SQL.
+        do {
+            try harness.createConfig(forbiddenConfig)
+            Issue.record("create_config accepted a URL outside the allowlist")
+        } catch let error as PostgresError {
+            #expect(error.message.contains("does not match any of whitelisted_webhook_endpoint_patterns"))
+        }
+        let configID = try harness.createConfig(harness.exampleOneConfig())
+        do {
+            try harness.database.query(
+                "INSERT INTO action_triggers.webhook (config_id, position, url, http_method) VALUES ($1, 1, $2, 'POST')",
+                [String(configID), forbidden.baseURL + "/plain-sql"])
+            Issue.record("plain SQL stored a URL outside the allowlist")
+        } catch let error as PostgresError {
+            #expect(error.message.contains("does not match any of whitelisted_webhook_endpoint_patterns"))
+        }
+
+        // Saved while allowed, then the allowlist narrows: the delivery fails unsent.
+        try await harness.startService(settings: Harness.settings(allowing: [harness.receiver, forbidden]))
+        try harness.database.query("SELECT action_triggers.delete_config($1)", [String(configID)])
+        try harness.createConfig(forbiddenConfig)
+        try await harness.startService(settings: Harness.settings(allowing: [harness.receiver]))
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('blocked', 'b@example.com')")
+        try await harness.waitUntil("the delivery fails") {
+            try harness.database.query("SELECT status FROM action_triggers.delivery").rows.first?["status"] == "failed"
+        }
+
+        let delivery = try harness.database.query("SELECT last_error, last_status_code FROM action_triggers.delivery").singleRow()
+        #expect(delivery["last_error"]?.contains("does not match any of whitelisted_webhook_endpoint_patterns") == true)
+        #expect(delivery["last_status_code"] == nil)
+        #expect(forbidden.connectionCount == 0)
+        #expect(forbidden.requests.isEmpty)
+    }
+
+    @Test("migrate twice changes nothing")
+    func migrateIsIdempotent() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+
+        try MigrationHelper.migrate(connection)
+        let second = try MigrationHelper.migrate(connection)
+
+        #expect(second.isEmpty)
+        #expect(try connection.query("SELECT count(*) AS n FROM action_triggers.schema_migration").singleRow().int("n") == 1)
+    }
+}

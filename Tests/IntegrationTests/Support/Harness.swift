@@ -1,0 +1,119 @@
+import Foundation
+import PostgresClient
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One test's world: its own database with the Django tables, an HTTP receiver, and
+/// the service running as a child process.
+final class Harness {
+    let database: TestDatabase
+    let receiver: TestReceiver
+    private(set) var service: ServiceProcess?
+
+    init() throws {
+        database = try TestDatabase()
+        receiver = try TestReceiver()
+    }
+
+    deinit {
+        service?.stop(signal: SIGKILL)
+        receiver.stop()
+        database.drop()
+    }
+
+    /// Settings with fast retries and an allowlist that names only the given receivers.
+    static func settings(allowing receivers: [TestReceiver], maxAttempts: Int = 4) -> String {
+        let patterns = receivers.map { "\"http://127\\\\.0\\\\.0\\\\.1:\($0.port)/\"" }.joined(separator: ", ")
+        return """
+            {
+              "whitelisted_webhook_endpoint_patterns": [\(patterns)],
+              "retry": {"max_attempts": \(maxAttempts), "base_delay_secs": 0.2, "max_delay_secs": 10, "jitter": 0},
+              "poll_interval_secs": 1,
+              "max_webhook_timeout": 10
+            }
+            """
+    }
+
+    /// Starts the service (stopping a running one first) and waits until it listens.
+    @discardableResult
+    func startService(settings: String? = nil) async throws -> ServiceProcess {
+        service?.stop(signal: SIGKILL)
+        let process = try ServiceProcess(
+            databaseURL: database.url, settings: settings ?? Self.settings(allowing: [receiver]))
+        service = process
+        try await process.waitUntilReady()
+        return process
+    }
+
+    /// Runs `action_triggers.create_config` and returns the new id.
+    @discardableResult
+    func createConfig(_ body: String) throws -> Int64 {
+        try database.query("SELECT action_triggers.create_config($1::jsonb) AS id", [body]).singleRow().int64("id")
+    }
+
+    /// The spec's Example 1 (a customer's post_save and post_delete) sent to this receiver.
+    func exampleOneConfig(path: String = "/customer", active: Bool = true, timeoutSecs: Double = 10) -> String {
+        """
+        {
+          "config_signals": [{"signal": "post_save"}, {"signal": "post_delete"}],
+          "content_types": [{"app_label": "myapp", "model_name": "Customer"}],
+          "webhooks": [{
+            "url": "\(receiver.baseURL)\(path)",
+            "http_method": "POST",
+            "headers": {"Authorization": "Bearer test-token"},
+            "timeout_secs": \(timeoutSecs)
+          }],
+          "active": \(active)
+        }
+        """
+    }
+
+    /// A config that sends every saved product to `/marker`, used to prove that events
+    /// committed before a product insert have been processed.
+    func markerConfig() -> String {
+        """
+        {
+          "config_signals": [{"signal": "post_save"}],
+          "content_types": [{"app_label": "myapp", "model_name": "Product"}],
+          "webhooks": [{"url": "\(receiver.baseURL)/marker", "http_method": "POST"}],
+          "active": true
+        }
+        """
+    }
+
+    /// Inserts a product and waits until the receiver has `count` marker requests.
+    func insertMarkerAndWait(count: Int) async throws {
+        try database.query("INSERT INTO myapp_product (name, description) VALUES ('marker', '')")
+        try await waitUntil("marker request \(count) arrives") {
+            receiver.requests.filter { $0.path == "/marker" }.count >= count
+        }
+    }
+
+    /// Polls `condition` every 20 ms until it holds, failing after `timeout`.
+    func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try condition() {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ServiceProcessError(description: "timed out after \(timeout) waiting until \(what); service log:\n\(service?.log ?? "")")
+    }
+
+    /// Returns the requests the receiver got on `path`.
+    func requests(to path: String) -> [ReceivedRequest] {
+        receiver.requests.filter { $0.path == path }
+    }
+}
+
+/// Parses a JSON object body; numbers come back as Foundation numbers, so only use it
+/// for values that fit a Double exactly.
+func jsonObject(_ request: ReceivedRequest) throws -> [String: Any] {
+    guard let object = try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any] else {
+        throw ServiceProcessError(description: "body is not a JSON object: \(request.bodyText)")
+    }
+    return object
+}

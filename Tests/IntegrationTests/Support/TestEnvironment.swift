@@ -1,0 +1,35 @@
+import Foundation
+
+/// Locations and servers the integration tests need, set up by `scripts/test`.
+enum TestEnvironment {
+    struct MissingServer: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Returns the admin URL of the PostgreSQL server the tests may create databases on.
+    ///
+    /// A missing variable fails the test instead of skipping it, so a CI run without
+    /// a database can never pass.
+    static func adminDatabaseURL() throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_DATABASE_URL"], !url.isEmpty else {
+            throw MissingServer(description:
+                "ACTION_TRIGGERS_TEST_DATABASE_URL is not set: run the tests with scripts/test, which starts PostgreSQL")
+        }
+        return url
+    }
+
+    /// The package's root folder, found from this file's path.
+    static let packageRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent()  // Support
+        .deletingLastPathComponent()  // IntegrationTests
+        .deletingLastPathComponent()  // Tests
+        .deletingLastPathComponent()
+
+    /// The `action-triggers` executable built by `swift build`, or `ACTION_TRIGGERS_BINARY`.
+    static var serviceBinary: URL {
+        if let path = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_BINARY"], !path.isEmpty {
+            return URL(fileURLWithPath: path)
+        }
+        return packageRoot.appendingPathComponent(".build/debug/action-triggers")
+    }
+}
