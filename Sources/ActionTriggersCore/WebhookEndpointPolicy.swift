@@ -34,13 +34,31 @@ public struct WebhookEndpointPolicy: Sendable {
     /// Returns why the URL is not allowed, or `nil` when it is.
     public func rejection(for url: String) -> String? {
         guard url.wholeMatch(of: #/https?:\/\/[^\/?#\s]+([\/?#]\S*)?/#) != nil else {
-            return "\(url) is not an absolute http:// or https:// URL"
+            return "\(redactURL(url)) is not an absolute http:// or https:// URL"
         }
         guard let expressions else { return nil }
         let whole = NSRange(url.startIndex..., in: url)
         for expression in expressions where expression.firstMatch(in: url, options: .anchored, range: whole) != nil {
             return nil
         }
-        return "\(url) does not match any of whitelisted_webhook_endpoint_patterns in the settings file"
+        return "\(redactURL(url)) does not match any of whitelisted_webhook_endpoint_patterns in the settings file"
     }
+}
+
+/// Returns a URL without its user information, query and fragment, for logs and errors.
+///
+/// Those parts often carry tokens, and log lines and the delivery log must not.
+public func redactURL(_ url: String) -> String {
+    var text = Substring(url)
+    if let end = text.firstIndex(where: { $0 == "?" || $0 == "#" }) {
+        text = text[..<end]
+    }
+    if let schemeEnd = text.range(of: "://") {
+        let authorityStart = schemeEnd.upperBound
+        let authorityEnd = text[authorityStart...].firstIndex(of: "/") ?? text.endIndex
+        if let at = text[authorityStart..<authorityEnd].lastIndex(of: "@") {
+            text = text[..<authorityStart] + text[text.index(after: at)...]
+        }
+    }
+    return String(text)
 }

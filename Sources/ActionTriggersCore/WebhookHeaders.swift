@@ -18,6 +18,31 @@ public enum WebhookHeaders {
         return headers
     }
 
+    /// Returns why a configured header cannot be sent, or `nil` when all can.
+    ///
+    /// Names must be HTTP tokens (RFC 9110 section 5.6.2) and values must not contain
+    /// control characters, so a stored value can never inject a header line.
+    public static func problem(in configured: [String: String]) -> String? {
+        for (name, value) in configured.sorted(by: { $0.key < $1.key }) {
+            if name.isEmpty || !name.unicodeScalars.allSatisfy(isTokenCharacter) {
+                return "header name \"\(name)\" is not a valid HTTP header name"
+            }
+            if value.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7f }) {
+                return "header \(name) contains a line break or control character"
+            }
+        }
+        return nil
+    }
+
+    private static func isTokenCharacter(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar {
+        case "a"..."z", "A"..."Z", "0"..."9":
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".unicodeScalars.contains(scalar)
+        }
+    }
+
     /// Returns the stable message id of the delivery of one event to one webhook.
     public static func messageID(eventID: Int64, webhookID: Int64) -> String {
         "msg_\(eventID)_\(webhookID)"

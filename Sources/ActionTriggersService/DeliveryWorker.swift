@@ -125,6 +125,9 @@ final class DeliveryWorker: Sendable {
         } catch {
             return .failure(NotSent(message: "not sent: the stored headers are not an object of strings"))
         }
+        if let problem = WebhookHeaders.problem(in: configured) {
+            return .failure(NotSent(message: "not sent: \(problem)"))
+        }
         let body: [UInt8]
         do {
             body = try renderer.render(delivery.event, template: delivery.payloadTemplate)

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// A flag set once when the service begins to stop; every loop checks it.
@@ -20,5 +21,3 @@ final class StopFlag: Sendable {
         }
     }
 }
-
-import Foundation

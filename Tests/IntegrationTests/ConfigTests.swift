@@ -215,6 +215,15 @@ struct ConfigTests {
             #expect(error.message.contains("does not match any of whitelisted_webhook_endpoint_patterns"))
         }
 
+        do {
+            try harness.database.query(
+                "UPDATE action_triggers.webhook SET headers = $1::jsonb WHERE config_id = $2",
+                [#"{"X-Test": "a\r\nInjected: 1"}"#, String(configID)])
+            Issue.record("plain SQL stored a header with a line break")
+        } catch let error as PostgresError {
+            #expect(error.message == "header X-Test must not contain line breaks or control characters")
+        }
+
         // Saved while allowed, then the allowlist narrows: the delivery fails unsent.
         try await harness.startService(settings: Harness.settings(allowing: [harness.receiver, forbidden]))
         try harness.database.query("SELECT action_triggers.delete_config($1)", [String(configID)])

@@ -304,10 +304,34 @@ $$;
 CREATE TRIGGER resolve_content_type BEFORE INSERT OR UPDATE ON action_triggers.config_content_type
     FOR EACH ROW EXECUTE FUNCTION action_triggers.resolve_content_type();
 
+-- Returns why a headers object cannot be sent, or NULL when it can: names must be
+-- HTTP tokens and values strings without control characters, so no stored value
+-- can inject a header line.
+CREATE FUNCTION action_triggers.webhook_headers_error(headers jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    name text;
+    value jsonb;
+BEGIN
+    FOR name, value IN SELECT h.key, h.v FROM jsonb_each(headers) AS h(key, v) LOOP
+        IF jsonb_typeof(value) <> 'string' THEN
+            RETURN format('header %s must be a string (got %s)', name, jsonb_typeof(value));
+        ELSIF name !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$' THEN
+            RETURN format('header name %s is not a valid HTTP header name', to_jsonb(name));
+        ELSIF value #>> '{}' ~ '[\x01-\x08\x0a-\x1f\x7f]' THEN
+            RETURN format('header %s must not contain line breaks or control characters', name);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION action_triggers.check_webhook() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    problem text := action_triggers.webhook_url_error(NEW.url);
+    problem text := coalesce(
+        action_triggers.webhook_url_error(NEW.url),
+        action_triggers.webhook_headers_error(NEW.headers));
 BEGIN
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = problem;
@@ -507,15 +531,9 @@ BEGIN
                             format('must be an object of header names to string values (got %s)', jsonb_typeof(item -> 'headers')));
                     ELSE
                         FOR field, value IN SELECT key, v FROM jsonb_each(item -> 'headers') AS h(key, v) LOOP
-                            IF jsonb_typeof(value) <> 'string' THEN
-                                errors := action_triggers.add_error(errors, format('%s.headers.%s', path, field),
-                                    format('must be a string (got %s)', jsonb_typeof(value)));
-                            ELSIF field !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$' THEN
-                                errors := action_triggers.add_error(errors, format('%s.headers.%s', path, field),
-                                    'is not a valid HTTP header name');
-                            ELSIF value #>> '{}' ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' THEN
-                                errors := action_triggers.add_error(errors, format('%s.headers.%s', path, field),
-                                    'must not contain line breaks or control characters');
+                            problem := action_triggers.webhook_headers_error(jsonb_build_object(field, value));
+                            IF problem IS NOT NULL THEN
+                                errors := action_triggers.add_error(errors, format('%s.headers.%s', path, field), problem);
                             END IF;
                         END LOOP;
                     END IF;
