@@ -10,7 +10,7 @@ public enum AttemptResult: Sendable, Equatable {
     case notSent(reason: String)
 }
 
-/// What happens to a delivery after an attempt.
+/// The next step for a delivery after an attempt.
 public enum DeliveryDecision: Sendable, Equatable {
     case succeeded
     /// Try again after `delay` seconds.

@@ -15,9 +15,9 @@ public struct Settings: Sendable {
     public var retry: RetryPolicy = .default
     /// The fallback poll interval for new events when no NOTIFY arrives, in seconds.
     public var pollInterval: Double = 5
-    /// The most events turned into deliveries per dispatcher transaction.
+    /// The maximum number of events turned into deliveries per dispatcher transaction.
     public var dispatchBatchSize = 500
-    /// The most webhook requests in flight at once.
+    /// The maximum number of webhook requests in flight at once.
     public var deliveryConcurrency = 64
 
     public init() {}

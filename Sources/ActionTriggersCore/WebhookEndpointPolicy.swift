@@ -4,9 +4,9 @@ import Foundation
 ///
 /// The URL must be an absolute `http://` or `https://` URL. When the settings list
 /// `whitelisted_webhook_endpoint_patterns`, it must also match one of those regular
-/// expressions from its first character, as the ancestor's Python `re.match` does;
-/// a pattern that should cover only one host ends with `/` or `$`. The same rules run
-/// in SQL when a config is saved (`action_triggers.webhook_url_error`).
+/// expressions from its first character, as the ancestor's Python `re.match` does.
+/// So a pattern that should cover only one host ends with `/` or `$`. The same rules
+/// run in SQL when a config is saved (`action_triggers.webhook_url_error`).
 public struct WebhookEndpointPolicy: Sendable {
     private let patterns: [String]?
     private let expressions: [NSRegularExpression]?

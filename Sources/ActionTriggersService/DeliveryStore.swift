@@ -44,7 +44,7 @@ struct AttemptRecord: Encodable {
 /// The SQL that claims due deliveries and records attempts.
 ///
 /// A claim moves a delivery to `in_flight` and sets `next_attempt_at` to the end of
-/// its lease; when a worker dies, the delivery becomes due again once the lease ends.
+/// its lease. When a worker dies, the delivery becomes due again once the lease ends.
 enum DeliveryStore {
     static let claimSQL = """
         WITH due AS (

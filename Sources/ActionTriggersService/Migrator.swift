@@ -5,7 +5,7 @@ import PostgresClient
 /// Applies the numbered SQL files in `sql/` that the database has not seen yet.
 ///
 /// Each file runs in its own transaction and is recorded in
-/// `action_triggers.schema_migration`; a session advisory lock keeps two instances
+/// `action_triggers.schema_migration`. A session advisory lock keeps two instances
 /// from migrating at once, so running `migrate` again, or from several instances, is safe.
 public struct Migrator {
     public struct Migration: Sendable {

@@ -68,7 +68,7 @@ public final class Service: Sendable {
 
     /// Asks every thread to stop and waits up to `timeout` seconds for them to finish.
     ///
-    /// An attempt in progress finishes first, bounded by its webhook timeout; a delivery
+    /// An attempt in progress finishes first, bounded by its webhook timeout. A delivery
     /// whose result was not recorded is retried by the next instance after its lease.
     public func stopAndWait(timeout: Double) -> Bool {
         stop.set()

@@ -8,7 +8,7 @@ import Foundation
 /// Redirects are never followed and only `http` and `https` URLs are accepted.
 /// One thread owns a client at a time, so the type is not `Sendable`.
 public final class HTTPClient {
-    /// The most response body bytes kept; the rest is read and dropped.
+    /// The maximum number of response body bytes kept; the rest is read and dropped.
     public static let maxResponseBodyBytes = 16 * 1024
 
     private let multi: UnsafeMutableRawPointer

@@ -1,7 +1,9 @@
 /// An error from libpq or the server, with the SQLSTATE code when the server sent one.
 ///
-/// `description` names the operation and the server's message but never the SQL
-/// text or parameter values, so logging it cannot leak data or secrets.
+/// `description` contains the operation and the server's primary message, but not the
+/// SQL text, the parameters, DETAIL or HINT. The primary message can still quote an
+/// input value (for example "invalid input syntax for type integer"), so callers log
+/// it only for statements whose values are not secret.
 public struct PostgresError: Error, CustomStringConvertible, Sendable {
     public enum Kind: Sendable {
         /// The connection could not be opened or was lost; the caller should reconnect.
