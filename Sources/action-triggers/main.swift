@@ -145,11 +145,13 @@ func runServe(_ flags: [String: String]) -> Never {
         source.resume()
         return source
     }
-    stopRequested.wait()
+    // The signal sources must outlive the wait: an optimized build would free them early.
+    withExtendedLifetime(sources) {
+        stopRequested.wait()
+    }
     logger.info("stopping")
     let stopped = service.stopAndWait(timeout: settings.maxWebhookTimeout + 5)
     logger.info(stopped ? "stopped" : "stopped before every thread finished")
-    _ = sources
     exit(0)
 }
 

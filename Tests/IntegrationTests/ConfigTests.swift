@@ -231,7 +231,7 @@ struct ConfigTests {
         try await harness.startService(settings: Harness.settings(allowing: [harness.receiver]))
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('blocked', 'b@example.com')")
         try await harness.waitUntil("the delivery fails") {
-            try harness.database.query("SELECT status FROM action_triggers.delivery").rows.first?["status"] == "failed"
+            try harness.onlyDeliveryStatus() == "failed"
         }
 
         let delivery = try harness.database.query("SELECT last_error, last_status_code FROM action_triggers.delivery").singleRow()

@@ -21,7 +21,7 @@ struct RetryTests {
         #expect(requests[0].bodyText == requests[1].bodyText)
 
         try await harness.waitUntil("the delivery succeeds") {
-            try harness.database.query("SELECT status FROM action_triggers.delivery").singleRow()["status"] == "succeeded"
+            try harness.onlyDeliveryStatus() == "succeeded"
         }
         let delivery = try harness.database.query("SELECT attempts, last_status_code FROM action_triggers.delivery").singleRow()
         #expect(try delivery.int("attempts") == 2)
@@ -41,7 +41,7 @@ struct RetryTests {
 
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('bad', 'b@example.com')")
         try await harness.waitUntil("the delivery fails") {
-            try harness.database.query("SELECT status FROM action_triggers.delivery").singleRow()["status"] == "failed"
+            try harness.onlyDeliveryStatus() == "failed"
         }
 
         let delivery = try harness.database.query(
@@ -66,7 +66,7 @@ struct RetryTests {
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('slow', 's@example.com')")
         let requests = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
         try await harness.waitUntil("the delivery succeeds") {
-            try harness.database.query("SELECT status FROM action_triggers.delivery").singleRow()["status"] == "succeeded"
+            try harness.onlyDeliveryStatus() == "succeeded"
         }
 
         let gap = requests[1].receivedAt - requests[0].receivedAt
@@ -88,7 +88,7 @@ struct RetryTests {
 
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('dead', 'd@example.com')")
         try await harness.waitUntil("the delivery is dead") {
-            try harness.database.query("SELECT status FROM action_triggers.delivery").singleRow()["status"] == "dead"
+            try harness.onlyDeliveryStatus() == "dead"
         }
 
         #expect(harness.receiver.requests.count == 2)
@@ -114,7 +114,7 @@ struct RetryTests {
 
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('refused', 'r@example.com')")
         try await harness.waitUntil("the delivery is dead") {
-            try harness.database.query("SELECT status FROM action_triggers.delivery").singleRow()["status"] == "dead"
+            try harness.onlyDeliveryStatus() == "dead"
         }
 
         let attempts = try harness.database.query("SELECT error FROM action_triggers.delivery_attempt ORDER BY attempt")

@@ -103,6 +103,11 @@ final class Harness {
         throw ServiceProcessError(description: "timed out after \(timeout) waiting until \(what); service log:\n\(service?.log ?? "")")
     }
 
+    /// Returns the status of the database's only delivery, or `nil` while it has none.
+    func onlyDeliveryStatus() throws -> String? {
+        try database.query("SELECT status FROM action_triggers.delivery").rows.first?["status"]
+    }
+
     /// Returns the requests the receiver got on `path`.
     func requests(to path: String) -> [ReceivedRequest] {
         receiver.requests.filter { $0.path == path }
