@@ -6,8 +6,11 @@ import PostgresClient
 
 /// Claims due deliveries, sends them as webhook requests and records each attempt.
 ///
-/// Every claimed delivery is checked against the endpoint policy before any
-/// connection is made. Outcomes go through `decideDelivery`, which owns the retry rules.
+/// Requests run as a pipeline: as soon as some finish, their outcomes are recorded
+/// and new deliveries are claimed into the free slots, so a slow receiver holds up
+/// only its own requests. Every claimed delivery is checked against the endpoint
+/// policy before any connection is made. Outcomes go through `decideDelivery`,
+/// which owns the retry rules.
 final class DeliveryWorker: Sendable {
     private let conninfo: String
     private let settings: Settings
@@ -17,6 +20,13 @@ final class DeliveryWorker: Sendable {
     private let stop: StopFlag
     private let wake: WakeSignal
     private let reconnectPolicy = ReconnectPolicy()
+
+    /// Requests in flight and outcomes not yet written to the delivery log.
+    private struct PipelineState {
+        var inFlight: [Int: (delivery: ClaimedDelivery, startedAt: Date)] = [:]
+        var unrecorded: [AttemptRecord] = []
+        var nextTag = 0
+    }
 
     init(
         conninfo: String, settings: Settings, endpointPolicy: WebhookEndpointPolicy, renderer: any PayloadRendering,
@@ -31,84 +41,146 @@ final class DeliveryWorker: Sendable {
         self.wake = wake
     }
 
-    /// Runs until the stop flag is set; meant for a dedicated thread.
+    /// Runs until the stop flag is set and the requests in flight have finished;
+    /// meant for a dedicated thread.
     func run() {
         let client = HTTPClient(maxConnectionsPerHost: settings.deliveryConcurrency, userAgent: "action-triggers/\(Version.current)")
+        let waker = client.makeWaker()
+        wake.setInterrupt { waker.wake() }
+        // The hook must be gone before the client, and the waker's multi handle, are freed.
+        defer {
+            wake.setInterrupt(nil)
+            withExtendedLifetime(client) {}
+        }
+
+        var state = PipelineState()
         var failures = 0
-        while !stop.isSet {
+        while true {
             do {
                 let connection = try PostgresConnection(conninfo: conninfo, applicationName: "action-triggers/delivery")
                 if failures > 0 {
                     logger.info("delivery worker reconnected", ["reconnect.attempts": failures])
                 }
                 failures = 0
-                while !stop.isSet {
-                    let claimed = try DeliveryStore.claim(
-                        connection, limit: settings.deliveryConcurrency, leaseSeconds: settings.maxWebhookTimeout + 60)
-                    if claimed.isEmpty {
-                        let untilDue = try DeliveryStore.secondsUntilNextDue(connection) ?? settings.pollInterval
-                        wake.wait(timeout: min(max(untilDue, 0.001), settings.pollInterval))
-                        continue
-                    }
-                    let records = deliver(claimed, with: client)
-                    try DeliveryStore.record(connection, records)
-                }
+                try runPipeline(connection, client: client, state: &state)
+                return
             } catch {
                 failures += 1
                 let delay = reconnectPolicy.delay(forAttempt: failures)
                 logger.warning("delivery worker failed, reconnecting", [
-                    "error": String(describing: error), "reconnect.attempt": failures, "reconnect.delay_ms": delay.milliseconds,
+                    "error": String(describing: error), "reconnect.attempt": failures,
+                    "reconnect.delay_ms": delay.milliseconds,
                 ])
-                stop.sleep(seconds: delay.seconds)
+                // Requests in flight keep moving while the database is away.
+                let deadline = ContinuousClock.now + delay
+                while ContinuousClock.now < deadline {
+                    collect(client.poll(timeout: min(deadline - .now, .milliseconds(50))), into: &state)
+                }
+                if stop.isSet && failures >= 3 {
+                    logger.warning("stopping with attempts not recorded; they are retried after their lease", [
+                        "deliveries.unrecorded": state.unrecorded.count + state.inFlight.count,
+                    ])
+                    return
+                }
             }
         }
     }
 
-    /// Sends the claimed deliveries concurrently and returns one record per delivery.
-    private func deliver(_ claimed: [ClaimedDelivery], with client: HTTPClient) -> [AttemptRecord] {
-        let startedAt = Date()
-        let timestamp = Int64(startedAt.timeIntervalSince1970)
-        var results = [AttemptResult?](repeating: nil, count: claimed.count)
-        var requests: [HTTPRequest] = []
-        var requestOwners: [Int] = []
+    /// Records outcomes, claims into free slots and drives the requests until stopped and drained.
+    private func runPipeline(_ connection: PostgresConnection, client: HTTPClient, state: inout PipelineState) throws {
+        var claimAt = ContinuousClock.now
+        let pollInterval = Duration.milliseconds(Int64(settings.pollInterval * 1000))
 
-        for (index, delivery) in claimed.enumerated() {
-            switch prepareRequest(for: delivery, timestamp: timestamp) {
+        while true {
+            if !state.unrecorded.isEmpty {
+                try DeliveryStore.record(connection, state.unrecorded)
+                state.unrecorded.removeAll(keepingCapacity: true)
+            }
+            if stop.isSet && state.inFlight.isEmpty {
+                return
+            }
+
+            let room = settings.deliveryConcurrency - state.inFlight.count
+            if !stop.isSet && room > 0 && (wake.consume() || ContinuousClock.now >= claimAt) {
+                let claimed = try DeliveryStore.claim(
+                    connection, limit: room, leaseSeconds: settings.maxWebhookTimeout + 60)
+                start(claimed, client: client, state: &state)
+                if claimed.count == room {
+                    claimAt = .now
+                } else {
+                    let untilDue = try DeliveryStore.secondsUntilNextDue(connection) ?? settings.pollInterval
+                    claimAt = .now + .milliseconds(Int64(min(max(untilDue, 0.001), settings.pollInterval) * 1000))
+                }
+            }
+            if !state.unrecorded.isEmpty {
+                continue
+            }
+
+            let wait: Duration
+            if stop.isSet {
+                wait = .milliseconds(50)
+            } else if room <= 0 {
+                wait = pollInterval
+            } else {
+                wait = max(.zero, min(claimAt - .now, pollInterval))
+            }
+            collect(client.poll(timeout: wait), into: &state)
+        }
+    }
+
+    /// Starts a request per claimed delivery; a delivery that cannot be sent is recorded at once.
+    private func start(_ claimed: [ClaimedDelivery], client: HTTPClient, state: inout PipelineState) {
+        for delivery in claimed {
+            let startedAt = Date()
+            let tag = state.nextTag
+            state.nextTag &+= 1
+
+            switch prepareRequest(for: delivery, timestamp: Int64(startedAt.timeIntervalSince1970)) {
             case .success(let request):
-                requests.append(request)
-                requestOwners.append(index)
+                if let failure = client.start(request, tag: tag) {
+                    finish(delivery, result: .notSent(reason: failure.message), startedAt: startedAt, durationMs: 0, state: &state)
+                } else {
+                    state.inFlight[tag] = (delivery, startedAt)
+                }
             case .failure(let reason):
-                results[index] = .notSent(reason: reason.message)
+                finish(delivery, result: .notSent(reason: reason.message), startedAt: startedAt, durationMs: 0, state: &state)
             }
         }
+    }
 
-        let outcomes = client.perform(requests)
-        var durations = [Double](repeating: 0, count: claimed.count)
-        for (position, outcome) in outcomes.enumerated() {
-            let index = requestOwners[position]
-            switch outcome {
+    /// Turns finished requests into attempt results.
+    private func collect(_ completions: [HTTPClient.Completion], into state: inout PipelineState) {
+        for completion in completions {
+            guard let (delivery, startedAt) = state.inFlight.removeValue(forKey: completion.tag) else { continue }
+            let result: AttemptResult
+            let duration: Duration
+            switch completion.result {
             case .success(let response):
                 let retryAfter = response.header("Retry-After").flatMap { parseRetryAfter($0, now: Date()) }
-                results[index] = .response(status: response.status, retryAfter: retryAfter)
-                durations[index] = response.duration.seconds * 1000
+                result = .response(status: response.status, retryAfter: retryAfter)
+                duration = response.duration
             case .failure(let error):
                 switch error.kind {
-                case .timeout: results[index] = .timedOut(message: error.message)
-                case .invalidRequest: results[index] = .notSent(reason: error.message)
-                case .connection, .other: results[index] = .connectionFailed(message: error.message)
+                case .timeout: result = .timedOut(message: error.message)
+                case .invalidRequest: result = .notSent(reason: error.message)
+                case .connection, .other: result = .connectionFailed(message: error.message)
                 }
-                durations[index] = error.duration.seconds * 1000
+                duration = error.duration
             }
+            finish(delivery, result: result, startedAt: startedAt, durationMs: duration.seconds * 1000, state: &state)
         }
+    }
 
-        let startedEpoch = startedAt.timeIntervalSince1970
-        return claimed.enumerated().map { index, delivery in
-            let result = results[index] ?? .notSent(reason: "no result")
-            let decision = decideDelivery(
-                after: result, attempt: delivery.attempt, policy: settings.retry, random: Double.random(in: 0..<1))
-            log(decision, for: delivery)
-            return Self.record(for: delivery, result: result, decision: decision, startedAt: startedEpoch, durationMs: durations[index])
-        }
+    /// Decides what follows an attempt, logs it, and queues it for the delivery log.
+    private func finish(
+        _ delivery: ClaimedDelivery, result: AttemptResult, startedAt: Date, durationMs: Double, state: inout PipelineState
+    ) {
+        let decision = decideDelivery(
+            after: result, attempt: delivery.attempt, policy: settings.retry, random: Double.random(in: 0..<1))
+        log(decision, for: delivery)
+        state.unrecorded.append(Self.record(
+            for: delivery, result: result, decision: decision, startedAt: startedAt.timeIntervalSince1970,
+            durationMs: durationMs))
     }
 
     private struct NotSent: Error {

@@ -8,12 +8,32 @@ final class WakeSignal: @unchecked Sendable {
     // Safe because every access to `raised` happens while holding `condition`.
     private let condition = NSCondition()
     private var raised = false
+    private var interrupt: (@Sendable () -> Void)?
 
+    /// Raises the flag, wakes a `wait`, and calls the interrupt hook if one is set.
     func raise() {
         condition.lock()
         raised = true
         condition.signal()
+        interrupt?()
         condition.unlock()
+    }
+
+    /// Sets a hook that `raise` calls, for a waiter that blocks somewhere else
+    /// (the delivery worker waits inside libcurl); `nil` removes it.
+    func setInterrupt(_ hook: (@Sendable () -> Void)?) {
+        condition.lock()
+        interrupt = hook
+        condition.unlock()
+    }
+
+    /// Returns whether the flag was raised, and lowers it, without waiting.
+    func consume() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let wasRaised = raised
+        raised = false
+        return wasRaised
     }
 
     /// Waits until raised or until `timeout` seconds pass; returns whether it was raised.

@@ -2,24 +2,33 @@ import CCurl
 import CCurlShim
 import Foundation
 
-/// Sends batches of HTTP requests concurrently over libcurl's multi interface.
+/// Sends HTTP requests concurrently over libcurl's multi interface.
 ///
-/// Connections are kept in the multi handle's cache and reused across batches.
-/// Redirects are never followed and only `http` and `https` URLs are accepted.
-/// One thread owns a client at a time, so the type is not `Sendable`.
+/// Callers start requests with `start(_:tag:)` and collect results with `poll(timeout:)`,
+/// so new requests can begin while others are still running. Connections stay in the
+/// multi handle's cache and are reused. Redirects are never followed and only `http`
+/// and `https` URLs are accepted. One thread owns a client at a time, so the type is
+/// not `Sendable`; other threads interrupt a `poll` through `makeWaker()`.
 public final class HTTPClient {
     /// The maximum number of response body bytes kept; the rest is read and dropped.
     public static let maxResponseBodyBytes = 16 * 1024
 
+    /// A finished request and the tag it was started with.
+    public typealias Completion = (tag: Int, result: Result<HTTPResponse, HTTPClientError>)
+
     private let multi: UnsafeMutableRawPointer
     private var idleHandles: [UnsafeMutableRawPointer] = []
+    private var running: [UnsafeMutableRawPointer: Transfer] = [:]
     private let userAgent: String
 
     /// Creates a client; `maxConnectionsPerHost` bounds parallel requests to one host,
     /// and extra requests wait inside libcurl for a free connection.
     public init(maxConnectionsPerHost: Int = 32, maxConnections: Int = 256, userAgent: String) {
         Self.initializeLibcurl
-        multi = curl_multi_init()!
+        guard let multi = curl_multi_init() else {
+            fatalError("libcurl could not allocate a multi handle (out of memory)")
+        }
+        self.multi = multi
         at_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
         at_curl_multi_setopt_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxConnections)
         at_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxConnections)
@@ -27,6 +36,11 @@ public final class HTTPClient {
     }
 
     deinit {
+        for (handle, transfer) in running {
+            curl_multi_remove_handle(multi, handle)
+            transfer.release()
+            curl_easy_cleanup(handle)
+        }
         for handle in idleHandles {
             curl_easy_cleanup(handle)
         }
@@ -37,33 +51,47 @@ public final class HTTPClient {
         curl_global_init(Int(CURL_GLOBAL_DEFAULT))
     }()
 
-    /// Sends every request concurrently and returns one outcome per request, in order.
+    /// The number of requests started and not yet returned by `poll`.
+    public var runningCount: Int { running.count }
+
+    /// Starts a request; its result comes back from a later `poll` under `tag`.
     ///
-    /// Returns when all requests have finished; each is bounded by its own timeout.
-    public func perform(_ requests: [HTTPRequest]) -> [Result<HTTPResponse, HTTPClientError>] {
-        var outcomes = [Result<HTTPResponse, HTTPClientError>?](repeating: nil, count: requests.count)
-        var running: [UnsafeMutableRawPointer: Transfer] = [:]
-
-        for (index, request) in requests.enumerated() {
-            let handle = takeHandle()
-            let transfer = Transfer(index: index)
-            if let failure = configure(handle, for: request, transfer: transfer) {
-                outcomes[index] = .failure(failure)
-                returnHandle(handle)
-                continue
-            }
-            running[handle] = transfer
-            curl_multi_add_handle(multi, handle)
+    /// Returns an error, and starts nothing, when libcurl rejects the request's options.
+    public func start(_ request: HTTPRequest, tag: Int) -> HTTPClientError? {
+        let handle = takeHandle()
+        let transfer = Transfer(index: tag)
+        if let failure = configure(handle, for: request, transfer: transfer) {
+            returnHandle(handle)
+            return failure
         }
+        running[handle] = transfer
+        curl_multi_add_handle(multi, handle)
+        return nil
+    }
 
-        while !running.isEmpty {
-            var stillRunning: Int32 = 0
+    /// Moves the running requests forward and returns those that finished.
+    ///
+    /// Waits up to `timeout` for network activity or a waker's call when nothing has
+    /// finished yet; with no request running it simply waits.
+    public func poll(timeout: Duration) -> [Completion] {
+        var stillRunning: Int32 = 0
+        curl_multi_perform(multi, &stillRunning)
+        var finished = collectFinished()
+        if finished.isEmpty {
+            let milliseconds = Int32(clamping: max(0, timeout.components.seconds * 1000
+                + timeout.components.attoseconds / 1_000_000_000_000_000))
+            curl_multi_poll(multi, nil, 0, milliseconds, nil)
             curl_multi_perform(multi, &stillRunning)
-            collectFinished(&running, into: &outcomes)
-            if running.isEmpty { break }
-            curl_multi_poll(multi, nil, 0, 100, nil)
+            finished = collectFinished()
         }
-        return outcomes.map { $0! }
+        return finished
+    }
+
+    /// Returns a handle that other threads may use to interrupt `poll`.
+    ///
+    /// It must not be used after the client is deinitialized.
+    public func makeWaker() -> HTTPClientWaker {
+        HTTPClientWaker(multi: multi)
     }
 
     // MARK: - Internals
@@ -127,10 +155,8 @@ public final class HTTPClient {
         return nil
     }
 
-    private func collectFinished(
-        _ running: inout [UnsafeMutableRawPointer: Transfer],
-        into outcomes: inout [Result<HTTPResponse, HTTPClientError>?]
-    ) {
+    private func collectFinished() -> [Completion] {
+        var finished: [Completion] = []
         var remaining: Int32 = 0
         while let message = curl_multi_info_read(multi, &remaining) {
             guard at_curl_multi_message_is_done(message) == 1, let handle = message.pointee.easy_handle,
@@ -141,17 +167,18 @@ public final class HTTPClient {
             if code == CURLE_OK {
                 var status = 0
                 at_curl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-                outcomes[transfer.index] = .success(HTTPResponse(
-                    status: status, headers: transfer.finalResponseHeaders(), body: transfer.body, duration: duration))
+                finished.append((transfer.index, .success(HTTPResponse(
+                    status: status, headers: transfer.finalResponseHeaders(), body: transfer.body, duration: duration))))
             } else {
-                outcomes[transfer.index] = .failure(HTTPClientError(
-                    kind: Self.kind(of: code), message: transfer.errorText(code: code), duration: duration))
+                finished.append((transfer.index, .failure(HTTPClientError(
+                    kind: Self.kind(of: code), message: transfer.errorText(code: code), duration: duration))))
             }
 
             curl_multi_remove_handle(multi, handle)
             transfer.release()
             returnHandle(handle)
         }
+        return finished
     }
 
     private static func kind(of code: CURLcode) -> HTTPClientError.Kind {
@@ -240,4 +267,16 @@ private let writeHeader: at_curl_data_callback = { data, size, count, context in
     }
     transfer.headerLines.append(line.trimmingCharacters(in: .whitespacesAndNewlines))
     return length
+}
+
+/// Interrupts an `HTTPClient.poll` from any thread.
+///
+/// `@unchecked Sendable` is safe because `curl_multi_wakeup` is the one libcurl multi
+/// function documented as callable from another thread (libcurl 7.68 and later).
+public struct HTTPClientWaker: @unchecked Sendable {
+    let multi: UnsafeMutableRawPointer
+
+    public func wake() {
+        curl_multi_wakeup(multi)
+    }
 }

@@ -79,6 +79,36 @@ struct RetryTests {
         #expect(duration >= 950 && duration < 3000, "first attempt took \(duration) ms")
     }
 
+    @Test("slow receiver does not hold up others")
+    func slowReceiverIsolated() async throws {
+        let harness = try Harness()
+        let slow = try TestReceiver()
+        slow.defaultResponse = .init(status: 200, body: "slow", delay: .seconds(4))
+        try await harness.startService(settings: Harness.settings(allowing: [harness.receiver, slow]))
+        try harness.createConfig("""
+            {"config_signals": [{"signal": "post_save"}],
+             "content_types": [{"app_label": "myapp", "model_name": "Customer"}],
+             "webhooks": [{"url": "\(slow.baseURL)/slow", "http_method": "POST"},
+                          {"url": "\(harness.receiver.baseURL)/fast", "http_method": "POST"}],
+             "active": true}
+            """)
+
+        let inserted = ContinuousClock.now
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('one', 'o@example.com')")
+        _ = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20))
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('two', 't@example.com')")
+        _ = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
+        try await harness.waitUntil("both fast deliveries are recorded") {
+            try harness.database.query(
+                "SELECT count(*) AS n FROM action_triggers.delivery WHERE url LIKE '%/fast' AND status = 'succeeded'"
+            ).singleRow().int("n") == 2
+        }
+
+        let elapsed = ContinuousClock.now - inserted
+        #expect(elapsed < .seconds(3), "fast deliveries waited for the slow receiver: \(elapsed)")
+        #expect(slow.requests.count >= 1)
+    }
+
     @Test("attempts run out and the delivery is dead")
     func deadAfterLastAttempt() async throws {
         let harness = try Harness()

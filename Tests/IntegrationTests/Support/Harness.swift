@@ -122,3 +122,11 @@ func jsonObject(_ request: ReceivedRequest) throws -> [String: Any] {
     }
     return object
 }
+
+/// Returns the event id inside a request's `webhook-id` (`msg_<event>_<webhook>`), or -1.
+func eventID(of request: ReceivedRequest) -> Int64 {
+    guard let messageID = request.header("webhook-id") else { return -1 }
+    let parts = messageID.split(separator: "_")
+    guard parts.count == 3, let id = Int64(parts[1]) else { return -1 }
+    return id
+}
