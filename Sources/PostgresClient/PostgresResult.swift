@@ -87,4 +87,10 @@ public struct PostgresNotification: Sendable, Equatable {
     public let payload: String
     /// The process id of the server backend that sent the notification.
     public let senderPID: Int32
+
+    public init(channel: String, payload: String, senderPID: Int32) {
+        self.channel = channel
+        self.payload = payload
+        self.senderPID = senderPID
+    }
 }

@@ -1,0 +1,131 @@
+import Foundation
+import PostgresClient
+import Testing
+
+/// The libpq wrapper against a real server.
+@Suite("PostgresConnection")
+struct PostgresClientTests {
+    @Test("connects by URI and by conninfo")
+    func connectBothForms() throws {
+        let url = try TestEnvironment.adminDatabaseURL()
+        let components = try #require(URLComponents(string: url))
+        let conninfo = "host=\(components.host ?? "127.0.0.1") port=\(components.port ?? 5432) user=\(components.user ?? "postgres") dbname=postgres"
+
+        for target in [url, conninfo] {
+            let connection = try PostgresConnection(conninfo: target, applicationName: "client-test")
+            let row = try connection.query("SELECT current_setting('application_name') AS name, 1 + 1 AS two").singleRow()
+            #expect(row["name"] == "client-test")
+            #expect(try row.int("two") == 2)
+        }
+    }
+
+    @Test("unreachable server is a connection error")
+    func unreachable() {
+        do {
+            _ = try PostgresConnection(conninfo: "postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=2", applicationName: "client-test")
+            Issue.record("connected to a closed port")
+        } catch let error as PostgresError {
+            #expect(error.kind == .connection)
+            #expect(error.description.hasPrefix("connect failed: "))
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test("parameters are values, never SQL")
+    func parameters() throws {
+        let connection = try PostgresConnection(conninfo: try TestEnvironment.adminDatabaseURL(), applicationName: "client-test")
+        let tricky = "'; DROP TABLE x; --\n\u{1F600} \"quoted\""
+
+        let row = try connection.query("SELECT $1::text AS text, $2::text IS NULL AS missing, $3::bigint AS big", [tricky, nil, "50755254975729665"]).singleRow()
+
+        #expect(row["text"] == tricky)
+        #expect(try row.bool("missing"))
+        #expect(try row.int64("big") == 50755254975729665)
+    }
+
+    @Test("decoding errors name the column")
+    func decodingErrors() throws {
+        let connection = try PostgresConnection(conninfo: try TestEnvironment.adminDatabaseURL(), applicationName: "client-test")
+        let row = try connection.query("SELECT NULL::int AS empty, 'x' AS letter").singleRow()
+
+        #expect(throws: PostgresError.self) { try row.int("empty") }
+        #expect(throws: PostgresError.self) { try row.int("letter") }
+        #expect(throws: PostgresError.self) { try row.string("absent") }
+        #expect(try row.optional("empty", row.int) == nil)
+    }
+
+    @Test("server errors carry SQLSTATE and keep the connection")
+    func serverError() throws {
+        let connection = try PostgresConnection(conninfo: try TestEnvironment.adminDatabaseURL(), applicationName: "client-test")
+
+        do {
+            try connection.query("SELECT 1/0")
+            Issue.record("division by zero succeeded")
+        } catch let error as PostgresError {
+            #expect(error.kind == .server)
+            #expect(error.sqlState == "22012")
+        }
+        #expect(connection.isOpen)
+        #expect(try connection.query("SELECT 1 AS one").singleRow()["one"] == "1")
+    }
+
+    @Test("transaction rolls back when the body throws")
+    func transactionRollback() throws {
+        let connection = try PostgresConnection(conninfo: try TestEnvironment.adminDatabaseURL(), applicationName: "client-test")
+        try connection.execute("CREATE TEMP TABLE items (value text)")
+        struct Abort: Error {}
+
+        #expect(throws: Abort.self) {
+            try connection.transaction { connection in
+                try connection.query("INSERT INTO items VALUES ('lost')")
+                throw Abort()
+            }
+        }
+        try connection.transaction { connection in
+            try connection.query("INSERT INTO items VALUES ('kept')")
+        }
+
+        #expect(try connection.query("SELECT value FROM items").rows.map { $0["value"] } == ["kept"])
+    }
+
+    @Test("LISTEN receives notifications and times out")
+    func listenNotify() throws {
+        let url = try TestEnvironment.adminDatabaseURL()
+        let listener = try PostgresConnection(conninfo: url, applicationName: "client-test")
+        let sender = try PostgresConnection(conninfo: url, applicationName: "client-test")
+        let channel = "Mixed Case \"channel\""
+        try listener.listen(channel)
+
+        #expect(try listener.waitForNotifications(timeout: .milliseconds(50)).isEmpty)
+        try sender.query("SELECT pg_notify($1, 'hello')", [channel])
+        var received: [PostgresNotification] = []
+        let deadline = ContinuousClock.now + .seconds(5)
+        while received.isEmpty && ContinuousClock.now < deadline {
+            received = try listener.waitForNotifications(timeout: .milliseconds(200))
+        }
+
+        #expect(received == [PostgresNotification(channel: channel, payload: "hello", senderPID: sender.backendPID)])
+    }
+
+    @Test("terminated connection is reported as lost")
+    func terminated() throws {
+        let url = try TestEnvironment.adminDatabaseURL()
+        let victim = try PostgresConnection(conninfo: url, applicationName: "client-test")
+        let killer = try PostgresConnection(conninfo: url, applicationName: "client-test")
+        try victim.listen("anything")
+
+        try killer.query("SELECT pg_terminate_backend($1)", [String(victim.backendPID)])
+        var lost: PostgresError?
+        let deadline = ContinuousClock.now + .seconds(5)
+        while lost == nil && ContinuousClock.now < deadline {
+            do {
+                _ = try victim.waitForNotifications(timeout: .milliseconds(200))
+            } catch let error as PostgresError {
+                lost = error
+            }
+        }
+
+        #expect(lost?.isConnectionLost == true)
+    }
+}
