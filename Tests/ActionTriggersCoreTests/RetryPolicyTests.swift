@@ -71,8 +71,8 @@ struct DeliveryDecisionTests {
     func transportFailuresRetry() {
         let timeout = decideDelivery(after: .timedOut(message: "5 s"), attempt: 2, policy: policy, random: 0)
         #expect(timeout == .retry(delay: 2, reason: "timed out: 5 s"))
-        let refused = decideDelivery(after: .connectionFailed(message: "refused"), attempt: 1, policy: policy, random: 0)
-        #expect(refused == .retry(delay: 1, reason: "connection failed: refused"))
+        let connectionFailure = decideDelivery(after: .connectionFailed(message: "refused"), attempt: 1, policy: policy, random: 0)
+        #expect(connectionFailure == .retry(delay: 1, reason: "connection failed: refused"))
     }
 
     @Test("last attempt makes the delivery dead")

@@ -53,7 +53,7 @@ final class Harness {
         try database.query("SELECT action_triggers.create_config($1::jsonb) AS id", [body]).singleRow().int64("id")
     }
 
-    /// The spec's Example 1 (a customer's post_save and post_delete) sent to this receiver.
+    /// Returns the spec's Example 1 (a customer's post_save and post_delete) aimed at this receiver.
     func exampleOneConfig(path: String = "/customer", active: Bool = true, timeoutSecs: Double = 10) -> String {
         """
         {
@@ -70,8 +70,8 @@ final class Harness {
         """
     }
 
-    /// A config that sends every saved product to `/marker`, used to prove that events
-    /// committed before a product insert have been processed.
+    /// Returns a config that sends every saved product to `/marker`, used to prove that
+    /// events committed before a product insert have been processed.
     func markerConfig() -> String {
         """
         {
