@@ -19,7 +19,6 @@ final class DeliveryWorker: Sendable {
     private let logger: Logger
     private let stop: StopFlag
     private let wake: WakeSignal
-    private let reconnectPolicy = ReconnectPolicy()
 
     /// Requests in flight and outcomes not yet written to the delivery log.
     private struct PipelineState {
@@ -54,35 +53,25 @@ final class DeliveryWorker: Sendable {
         }
 
         var state = PipelineState()
-        var failures = 0
-        while true {
-            do {
-                let connection = try PostgresConnection(conninfo: conninfo, applicationName: "action-triggers/delivery")
-                if failures > 0 {
-                    logger.info("delivery worker reconnected", ["reconnect.attempts": failures])
-                }
-                failures = 0
-                try runPipeline(connection, client: client, state: &state)
-                return
-            } catch {
-                failures += 1
-                let delay = reconnectPolicy.delay(forAttempt: failures)
-                logger.warning("delivery worker failed, reconnecting", [
-                    "error": String(describing: error), "reconnect.attempt": failures,
-                    "reconnect.delay_ms": delay.milliseconds,
-                ])
+        let loop = ReconnectingLoop(
+            conninfo: conninfo, applicationName: "action-triggers/delivery", logger: logger, stop: stop)
+        loop.run(
+            waitBeforeRetry: { delay in
                 // Requests in flight keep moving while the database is away.
                 let deadline = ContinuousClock.now + delay
                 while ContinuousClock.now < deadline {
-                    collect(client.poll(timeout: min(deadline - .now, .milliseconds(50))), into: &state)
+                    self.collect(client.poll(timeout: min(deadline - .now, .milliseconds(50))), into: &state)
                 }
-                if stop.isSet && failures >= 3 {
-                    logger.warning("stopping with attempts not recorded; they are retried after their lease", [
-                        "deliveries.unrecorded": state.unrecorded.count + state.inFlight.count,
-                    ])
-                    return
-                }
+            },
+            shouldRetry: { failures in
+                guard self.stop.isSet && failures >= 3 else { return true }
+                self.logger.warning("stopping with attempts not recorded; they are retried after their lease", [
+                    "deliveries.unrecorded": state.unrecorded.count + state.inFlight.count,
+                ])
+                return false
             }
+        ) { connection, _ in
+            try runPipeline(connection, client: client, state: &state)
         }
     }
 

@@ -14,7 +14,6 @@ final class Dispatcher: Sendable {
     private let stop: StopFlag
     private let wake: WakeSignal
     private let onDeliveriesCreated: @Sendable () -> Void
-    private let reconnectPolicy = ReconnectPolicy()
 
     static let dispatchSQL = """
         WITH batch AS (
@@ -59,26 +58,13 @@ final class Dispatcher: Sendable {
 
     /// Runs until the stop flag is set; meant for a dedicated thread.
     func run() {
-        var failures = 0
-        while !stop.isSet {
-            do {
-                let connection = try PostgresConnection(conninfo: conninfo, applicationName: "action-triggers/dispatcher")
-                if failures > 0 {
-                    logger.info("dispatcher reconnected", ["reconnect.attempts": failures])
-                }
-                failures = 0
-                while !stop.isSet {
-                    try dispatchAll(connection)
-                    // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
-                    wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
-                }
-            } catch {
-                failures += 1
-                let delay = reconnectPolicy.delay(forAttempt: failures)
-                logger.warning("dispatcher failed, reconnecting", [
-                    "error": String(describing: error), "reconnect.attempt": failures, "reconnect.delay_ms": delay.milliseconds,
-                ])
-                stop.sleep(seconds: delay.seconds)
+        let loop = ReconnectingLoop(
+            conninfo: conninfo, applicationName: "action-triggers/dispatcher", logger: logger, stop: stop)
+        loop.run { connection, _ in
+            while !stop.isSet {
+                try dispatchAll(connection)
+                // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
+                wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
             }
         }
     }

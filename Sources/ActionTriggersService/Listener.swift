@@ -13,7 +13,6 @@ final class Listener: Sendable {
     private let logger: Logger
     private let stop: StopFlag
     private let onWake: @Sendable () -> Void
-    private let reconnectPolicy = ReconnectPolicy()
 
     init(conninfo: String, logger: Logger, stop: StopFlag, onWake: @escaping @Sendable () -> Void) {
         self.conninfo = conninfo
@@ -24,33 +23,24 @@ final class Listener: Sendable {
 
     /// Runs until the stop flag is set; meant for a dedicated thread.
     func run() {
-        var failures = 0
-        while !stop.isSet {
-            do {
-                let connection = try PostgresConnection(conninfo: conninfo, applicationName: "action-triggers/listener")
-                try connection.listen(Self.channel)
-                if failures > 0 {
-                    logger.info("listener reconnected", ["db.channel": Self.channel, "reconnect.attempts": failures])
-                } else {
-                    logger.info("listening for changes", ["db.channel": Self.channel])
-                }
-                failures = 0
-                onWake()
+        let loop = ReconnectingLoop(
+            conninfo: conninfo, applicationName: "action-triggers/listener", logger: logger, stop: stop)
+        // While the listener is down, the dispatcher polls at every reconnect attempt.
+        loop.run(waitBeforeRetry: { delay in
+            self.onWake()
+            self.stop.sleep(seconds: delay.seconds)
+        }) { connection, afterFailure in
+            try connection.listen(Self.channel)
+            if !afterFailure {
+                logger.info("listening for changes", ["db.channel": Self.channel])
+            }
+            onWake()
 
-                while !stop.isSet {
-                    let notifications = try connection.waitForNotifications(timeout: .milliseconds(250))
-                    if !notifications.isEmpty {
-                        onWake()
-                    }
+            while !stop.isSet {
+                let notifications = try connection.waitForNotifications(timeout: .milliseconds(250))
+                if !notifications.isEmpty {
+                    onWake()
                 }
-            } catch {
-                failures += 1
-                let delay = reconnectPolicy.delay(forAttempt: failures)
-                logger.warning("listener connection failed, reconnecting", [
-                    "error": String(describing: error), "reconnect.attempt": failures, "reconnect.delay_ms": delay.milliseconds,
-                ])
-                onWake()
-                stop.sleep(seconds: delay.seconds)
             }
         }
     }

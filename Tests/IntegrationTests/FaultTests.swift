@@ -62,8 +62,8 @@ struct FaultTests {
 
         let names = Set(try harness.receiver.requests.map { try jsonObject($0)["name"] as? String ?? "" })
         #expect(names == Set((1...60).map { "row-\($0)" }))
-        try await service.waitForLog("msg=\"listener reconnected\"", count: 2)
-        #expect(service.log.contains("msg=\"listener connection failed, reconnecting\""))
+        try await service.waitForLog("component=listener msg=reconnected", count: 2)
+        #expect(service.log.contains("component=listener msg=\"database connection failed, reconnecting\""))
     }
 
     @Test("every worker connection terminated recovers")
@@ -83,7 +83,9 @@ struct FaultTests {
         _ = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(30))
 
         #expect(try harness.receiver.requests.map { try jsonObject($0)["name"] as? String } == ["one", "two"])
-        #expect(service.log.contains("msg=\"listener reconnected\""))
+        #expect(service.log.contains("component=listener msg=reconnected"))
+        #expect(service.log.contains("component=dispatcher msg=reconnected"))
+        #expect(service.log.contains("component=delivery msg=reconnected"))
     }
 
     @Test("SIGTERM stops the service cleanly")
