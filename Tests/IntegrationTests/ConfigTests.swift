@@ -108,6 +108,9 @@ struct ConfigTests {
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "msg_broker_queues": [{"name": "rabbit"}]}"#, "msg_broker_queues[0].name", "no broker named"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "payload": [1]}"#, "payload", "must be an object"),
         (#"[1, 2]"#, "non_field_errors", "must be a JSON object"),
+        (#"{"config_signals": [{"signal": "post_save", "when": 1}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true}"#, "config_signals[0].when", "unknown field"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "method": "POST"}]}"#, "webhooks[0].method", "unknown field"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "timeout_secs": "10"}]}"#, "webhooks[0].timeout_secs", "must be a number >= 0 (got \"10\")"),
     ])
     func invalidBodies(body: String, path: String, message: String) throws {
         let harness = try Harness()

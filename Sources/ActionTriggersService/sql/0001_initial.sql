@@ -371,6 +371,30 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(jsonb_typeof(value), 'missing')
 $$;
 
+-- Adds an 'unknown field' error for each key of an object outside `allowed`.
+CREATE FUNCTION action_triggers.add_unknown_field_errors(errors jsonb, item jsonb, path text, allowed text[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(
+        (SELECT errors || jsonb_object_agg(
+                    CASE WHEN path = '' THEN k ELSE path || '.' || k END, '["unknown field"]'::jsonb)
+         FROM jsonb_object_keys(item) AS keys(k)
+         WHERE NOT k = ANY (allowed)),
+        errors)
+$$;
+
+-- Adds an error when an object has a `timeout_secs` that is not a number >= 0.
+CREATE FUNCTION action_triggers.add_timeout_error(errors jsonb, item jsonb, path text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN item ? 'timeout_secs' AND (jsonb_typeof(item -> 'timeout_secs') <> 'number'
+                                        OR (item ->> 'timeout_secs')::numeric < 0)
+        THEN action_triggers.add_error(errors, path || '.timeout_secs',
+                 format('must be a number >= 0 (got %s)', item -> 'timeout_secs'))
+        ELSE errors
+    END
+$$;
+
 -- Returns the errors of a config body as {"field.path": ["message", ...]}, or {} when valid.
 --
 -- The body is the REST API's JSON. The ancestor's names `model` (for model_name)
@@ -397,12 +421,9 @@ BEGIN
             jsonb_build_array(format('the config must be a JSON object (got %s)', action_triggers.json_type(body))));
     END IF;
 
-    FOR field IN SELECT jsonb_object_keys(body) LOOP
-        IF field NOT IN ('id', 'config_signals', 'content_types', 'webhooks', 'msg_broker_queues',
-                         'message_broker_queues', 'active', 'payload') THEN
-            errors := action_triggers.add_error(errors, field, 'unknown field');
-        END IF;
-    END LOOP;
+    errors := action_triggers.add_unknown_field_errors(errors, body, '', ARRAY[
+        'id', 'config_signals', 'content_types', 'webhooks', 'msg_broker_queues', 'message_broker_queues',
+        'active', 'payload']);
     IF body ? 'msg_broker_queues' AND body ? 'message_broker_queues' THEN
         errors := action_triggers.add_error(errors, 'message_broker_queues',
             'give either msg_broker_queues or its older name message_broker_queues, not both');
@@ -423,11 +444,7 @@ BEGIN
                     format('must be an object such as {"signal": "post_save"} (got %s)', jsonb_typeof(item)));
                 CONTINUE;
             END IF;
-            FOR field IN SELECT jsonb_object_keys(item) LOOP
-                IF field <> 'signal' THEN
-                    errors := action_triggers.add_error(errors, path || '.' || field, 'unknown field');
-                END IF;
-            END LOOP;
+            errors := action_triggers.add_unknown_field_errors(errors, item, path, ARRAY['signal']);
             IF jsonb_typeof(item -> 'signal') IS DISTINCT FROM 'string'
                OR item ->> 'signal' NOT IN ('pre_save', 'post_save', 'pre_delete', 'post_delete') THEN
                 errors := action_triggers.add_error(errors, path || '.signal',
@@ -457,11 +474,7 @@ BEGIN
                     format('must be an object with app_label and model_name (got %s)', jsonb_typeof(item)));
                 CONTINUE;
             END IF;
-            FOR field IN SELECT jsonb_object_keys(item) LOOP
-                IF field NOT IN ('app_label', 'model_name', 'model') THEN
-                    errors := action_triggers.add_error(errors, path || '.' || field, 'unknown field');
-                END IF;
-            END LOOP;
+            errors := action_triggers.add_unknown_field_errors(errors, item, path, ARRAY['app_label', 'model_name', 'model']);
             IF item ? 'model_name' AND item ? 'model' THEN
                 errors := action_triggers.add_error(errors, path || '.model',
                     'give either model_name or its older name model, not both');
@@ -505,11 +518,8 @@ BEGIN
                         format('must be an object with url and http_method (got %s)', jsonb_typeof(item)));
                     CONTINUE;
                 END IF;
-                FOR field IN SELECT jsonb_object_keys(item) LOOP
-                    IF field NOT IN ('url', 'http_method', 'headers', 'timeout_secs') THEN
-                        errors := action_triggers.add_error(errors, path || '.' || field, 'unknown field');
-                    END IF;
-                END LOOP;
+                errors := action_triggers.add_unknown_field_errors(
+                    errors, item, path, ARRAY['url', 'http_method', 'headers', 'timeout_secs']);
                 IF jsonb_typeof(item -> 'url') IS DISTINCT FROM 'string' THEN
                     errors := action_triggers.add_error(errors, path || '.url',
                         format('must be a string (got %s)', action_triggers.json_type(item -> 'url')));
@@ -538,11 +548,7 @@ BEGIN
                         END LOOP;
                     END IF;
                 END IF;
-                IF item ? 'timeout_secs' AND (jsonb_typeof(item -> 'timeout_secs') <> 'number'
-                                              OR (item ->> 'timeout_secs')::numeric < 0) THEN
-                    errors := action_triggers.add_error(errors, path || '.timeout_secs',
-                        format('must be a number >= 0 (got %s)', item -> 'timeout_secs'));
-                END IF;
+                errors := action_triggers.add_timeout_error(errors, item, path);
             END LOOP;
         END IF;
     END IF;
@@ -562,11 +568,8 @@ BEGIN
                         format('must be an object with a broker name (got %s)', jsonb_typeof(item)));
                     CONTINUE;
                 END IF;
-                FOR field IN SELECT jsonb_object_keys(item) LOOP
-                    IF field NOT IN ('name', 'conn_details', 'parameters', 'timeout_secs') THEN
-                        errors := action_triggers.add_error(errors, path || '.' || field, 'unknown field');
-                    END IF;
-                END LOOP;
+                errors := action_triggers.add_unknown_field_errors(
+                    errors, item, path, ARRAY['name', 'conn_details', 'parameters', 'timeout_secs']);
                 IF jsonb_typeof(item -> 'name') IS DISTINCT FROM 'string' THEN
                     errors := action_triggers.add_error(errors, path || '.name',
                         format('must be a string naming a broker of the settings file (got %s)', action_triggers.json_type(item -> 'name')));
@@ -580,11 +583,7 @@ BEGIN
                             format('must be an object (got %s)', jsonb_typeof(item -> field)));
                     END IF;
                 END LOOP;
-                IF item ? 'timeout_secs' AND (jsonb_typeof(item -> 'timeout_secs') <> 'number'
-                                              OR (item ->> 'timeout_secs')::numeric < 0) THEN
-                    errors := action_triggers.add_error(errors, path || '.timeout_secs',
-                        format('must be a number >= 0 (got %s)', item -> 'timeout_secs'));
-                END IF;
+                errors := action_triggers.add_timeout_error(errors, item, path);
             END LOOP;
         END IF;
     END IF;
