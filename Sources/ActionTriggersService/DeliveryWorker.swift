@@ -24,6 +24,8 @@ final class DeliveryWorker: Sendable {
     private struct PipelineState {
         var inFlight: [Int: (delivery: ClaimedDelivery, startedAt: Date)] = [:]
         var unrecorded: [AttemptRecord] = []
+        /// The soonest retry among the recorded attempts, so the next claim is not later.
+        var earliestRetry: ContinuousClock.Instant?
         var nextTag = 0
     }
 
@@ -84,6 +86,10 @@ final class DeliveryWorker: Sendable {
             if !state.unrecorded.isEmpty {
                 try DeliveryStore.record(connection, state.unrecorded)
                 state.unrecorded.removeAll(keepingCapacity: true)
+            }
+            if let retryAt = state.earliestRetry {
+                claimAt = min(claimAt, retryAt)
+                state.earliestRetry = nil
             }
             if stop.isSet && state.inFlight.isEmpty {
                 return
@@ -167,6 +173,10 @@ final class DeliveryWorker: Sendable {
         let decision = decideDelivery(
             after: result, attempt: delivery.attempt, policy: settings.retry, random: Double.random(in: 0..<1))
         log(decision, for: delivery)
+        if case .retry(let delay, _) = decision {
+            let retryAt = ContinuousClock.now + .milliseconds(Int64(delay * 1000))
+            state.earliestRetry = min(state.earliestRetry ?? retryAt, retryAt)
+        }
         state.unrecorded.append(Self.record(
             for: delivery, result: result, decision: decision, startedAt: startedAt.timeIntervalSince1970,
             durationMs: durationMs))

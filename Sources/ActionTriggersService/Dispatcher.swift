@@ -1,6 +1,7 @@
 import ActionTriggersCore
 import Logging
 import PostgresClient
+import Foundation
 
 /// Turns outbox events into deliveries: one per matching active config and webhook.
 ///
@@ -60,13 +61,47 @@ final class Dispatcher: Sendable {
     func run() {
         let loop = ReconnectingLoop(
             conninfo: conninfo, applicationName: "action-triggers/dispatcher", logger: logger, stop: stop)
+        var reportedProblems: [String] = []
         loop.run { connection, _ in
+            try syncTriggers(connection, reported: &reportedProblems)
             while !stop.isSet {
                 try dispatchAll(connection)
                 // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
-                wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
+                let woken = wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
+                if !woken {
+                    try syncTriggers(connection, reported: &reportedProblems)
+                }
             }
         }
+    }
+
+    /// Repairs the capture triggers and logs configured tables that are missing.
+    ///
+    /// Runs at start and on every idle poll, so a table that was dropped and created
+    /// again, or restored from a dump, gets its triggers back without a config change.
+    /// Each problem is logged when it appears, not on every poll.
+    private func syncTriggers(_ connection: PostgresConnection, reported: inout [String]) throws {
+        let problems: [String]
+        do {
+            let text = try connection.query(
+                "SELECT array_to_json(action_triggers.sync_triggers())::text AS problems").singleRow().string("problems")
+            problems = try JSONDecoder().decode([String].self, from: Data(text.utf8))
+        } catch let error as PostgresError where !error.isConnectionLost {
+            let message = "capture triggers could not be updated: \(error)"
+            if reported != [message] {
+                logger.error("capture trigger sync failed", ["error": String(describing: error)])
+            }
+            reported = [message]
+            return
+        }
+
+        for problem in problems where !reported.contains(problem) {
+            logger.error("configured table is missing", ["problem": problem])
+        }
+        if problems.isEmpty && !reported.isEmpty {
+            logger.info("capture triggers are in sync again")
+        }
+        reported = problems
     }
 
     /// Dispatches batches until the outbox has no undispatched event left.

@@ -61,6 +61,49 @@ struct ConfigTests {
         #expect(try connection.query(triggerNames).singleRow()["names"] == nil)
     }
 
+    @Test("recreated table gets its triggers back")
+    func recreatedTable() async throws {
+        let harness = try Harness()
+        let settings = Harness.settings(allowing: [harness.receiver]).replacingOccurrences(
+            of: "\"poll_interval_secs\": 5", with: "\"poll_interval_secs\": 0.2")
+        let service = try await harness.startService(settings: settings)
+        try harness.createConfig(harness.exampleOneConfig())
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('before', 'b@example.com')")
+        _ = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20))
+
+        try harness.database.query("DROP TABLE myapp_customer CASCADE")
+        try await service.waitForLog("msg=\"configured table is missing\"")
+        try harness.database.query("CREATE TABLE myapp_customer (id bigserial PRIMARY KEY, name text NOT NULL, email text NOT NULL)")
+        try await service.waitForLog("msg=\"capture triggers are in sync again\"")
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('after', 'a@example.com')")
+        let requests = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
+
+        #expect(try jsonObject(requests[1])["name"] as? String == "after")
+        #expect(service.log.contains("table public.myapp_customer of model myapp.Customer does not exist"))
+    }
+
+    @Test("stale trigger arguments are repaired")
+    func staleTriggerArguments() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+        try harness.createConfig(harness.exampleOneConfig())
+        let arguments = "SELECT encode(tgargs, 'escape') AS args FROM pg_trigger WHERE tgrelid = 'myapp_customer'::regclass AND tgname = 'action_triggers_post_save'"
+        let correct = try connection.query(arguments).singleRow().string("args")
+
+        // A restored dump keeps the old database's oid in the trigger's arguments.
+        try connection.execute("""
+            DROP TRIGGER action_triggers_post_save ON myapp_customer;
+            CREATE TRIGGER action_triggers_post_save AFTER INSERT OR UPDATE ON myapp_customer
+                FOR EACH ROW EXECUTE FUNCTION action_triggers.capture('post_save', '1');
+            """)
+        let problems = try connection.query("SELECT cardinality(action_triggers.sync_triggers()) AS n").singleRow()
+
+        #expect(try problems.int("n") == 0)
+        #expect(try connection.query(arguments).singleRow().string("args") == correct)
+        #expect(correct.hasPrefix("post_save\\000"))
+    }
+
     @Test("get_config returns the stored body with its id")
     func getConfigRoundTrip() throws {
         let harness = try Harness()

@@ -13,10 +13,13 @@ CREATE TABLE action_triggers.setting (
 );
 
 -- Explicit model → table registrations; they win over the Django naming convention.
+-- Tables are stored by name, not oid, so a registration survives the table being
+-- dropped and created again, and a dump and restore.
 CREATE TABLE action_triggers.model (
     app_label text NOT NULL,
     model_name text NOT NULL CHECK (model_name = lower(model_name)),
-    table_oid oid NOT NULL,
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
     PRIMARY KEY (app_label, model_name)
 );
 
@@ -40,8 +43,12 @@ CREATE TABLE action_triggers.config_content_type (
     position integer NOT NULL,
     app_label text NOT NULL,
     model_name text NOT NULL,
-    -- Resolved when the row is saved (see resolve_content_type below).
-    table_oid oid NOT NULL,
+    -- The table, resolved by name when the row is saved (see resolve_content_type below).
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    -- The table's current oid, refreshed from the names by sync_triggers; NULL while
+    -- the table does not exist.
+    table_oid oid,
     PRIMARY KEY (config_id, app_label, model_name)
 );
 CREATE INDEX config_content_type_table ON action_triggers.config_content_type (table_oid);
@@ -134,8 +141,17 @@ CREATE TABLE action_triggers.delivery_attempt (
 -- outbox too, so a role without rights on this schema never gets an error. The
 -- NOTIFY payload is constant: PostgreSQL sends identical notifications of one
 -- transaction once, at commit, and never for a rolled-back transaction.
+--
+-- The SET clauses make the row image independent of the writing session: timestamps
+-- with time zone are written in UTC, floats with every digit, bytea in hex.
 CREATE FUNCTION action_triggers.capture() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
+SET bytea_output = 'hex'
+AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO action_triggers.event (table_oid, signal, operation, new_row)
@@ -155,18 +171,39 @@ BEGIN
 END
 $$;
 
--- Creates the capture triggers that active configs need and drops the rest.
+-- Creates the capture triggers that active configs need, drops the rest, and
+-- returns one message per active content type whose table does not exist.
 --
--- Trigger names are action_triggers_<signal>; each trigger passes its signal and
--- the configured table's oid, which partitions inherit from their parent.
-CREATE FUNCTION action_triggers.sync_triggers() RETURNS void
+-- Tables are looked up by their stored names first, so a table that was dropped and
+-- created again, or restored from a dump, gets its triggers back. Trigger names are
+-- action_triggers_<signal>; each trigger passes its signal and the configured table's
+-- oid, which partitions inherit from their parent. A trigger whose arguments are
+-- stale (a restored dump keeps the old oid) is created again.
+CREATE FUNCTION action_triggers.sync_triggers() RETURNS text[]
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     wanted record;
     existing record;
+    problems text[];
 BEGIN
     -- One session at a time, so two concurrent config changes cannot both create a trigger.
     PERFORM pg_advisory_xact_lock(hashtext('action_triggers.sync_triggers'));
+    -- The UPDATE below fires the statement triggers that call this function again.
+    PERFORM set_config('action_triggers.syncing', 'on', true);
+
+    UPDATE action_triggers.config_content_type ct
+    SET table_oid = to_regclass(format('%I.%I', ct.schema_name, ct.table_name))::oid
+    WHERE ct.table_oid IS DISTINCT FROM to_regclass(format('%I.%I', ct.schema_name, ct.table_name))::oid;
+
+    CREATE TEMP TABLE IF NOT EXISTS action_triggers_wanted (table_oid oid, signal text, args bytea) ON COMMIT DROP;
+    TRUNCATE action_triggers_wanted;
+    INSERT INTO action_triggers_wanted
+    SELECT DISTINCT ct.table_oid, s.signal,
+           convert_to(s.signal, 'UTF8') || '\x00'::bytea || convert_to(ct.table_oid::text, 'UTF8') || '\x00'::bytea
+    FROM action_triggers.config c
+    JOIN action_triggers.config_content_type ct ON ct.config_id = c.id
+    JOIN action_triggers.config_signal s ON s.config_id = c.id
+    WHERE c.active AND ct.table_oid IS NOT NULL;
 
     FOR existing IN
         SELECT t.tgrelid, t.tgname
@@ -174,25 +211,18 @@ BEGIN
         WHERE t.tgfoid = 'action_triggers.capture()'::regprocedure
           AND t.tgparentid = 0
           AND NOT EXISTS (
-              SELECT 1
-              FROM action_triggers.config c
-              JOIN action_triggers.config_content_type ct ON ct.config_id = c.id
-              JOIN action_triggers.config_signal s ON s.config_id = c.id
-              WHERE c.active AND ct.table_oid = t.tgrelid AND 'action_triggers_' || s.signal = t.tgname)
+              SELECT 1 FROM action_triggers_wanted w
+              WHERE w.table_oid = t.tgrelid AND 'action_triggers_' || w.signal = t.tgname AND w.args = t.tgargs)
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', existing.tgname, existing.tgrelid::regclass);
     END LOOP;
 
     FOR wanted IN
-        SELECT DISTINCT ct.table_oid, s.signal
-        FROM action_triggers.config c
-        JOIN action_triggers.config_content_type ct ON ct.config_id = c.id
-        JOIN action_triggers.config_signal s ON s.config_id = c.id
-        JOIN pg_class r ON r.oid = ct.table_oid
-        WHERE c.active
-          AND NOT EXISTS (
-              SELECT 1 FROM pg_trigger t
-              WHERE t.tgrelid = ct.table_oid AND t.tgname = 'action_triggers_' || s.signal)
+        SELECT w.table_oid, w.signal
+        FROM action_triggers_wanted w
+        WHERE NOT EXISTS (
+            SELECT 1 FROM pg_trigger t
+            WHERE t.tgrelid = w.table_oid AND t.tgname = 'action_triggers_' || w.signal)
     LOOP
         EXECUTE format(
             'CREATE TRIGGER %I %s ON %s FOR EACH ROW EXECUTE FUNCTION action_triggers.capture(%L, %L)',
@@ -207,13 +237,26 @@ BEGIN
             wanted.signal,
             wanted.table_oid::text);
     END LOOP;
+
+    SELECT array_agg(format('config %s: table %I.%I of model %s.%s does not exist, so its changes are not captured',
+                            ct.config_id, ct.schema_name, ct.table_name, ct.app_label, ct.model_name)
+                     ORDER BY ct.config_id, ct.position)
+    INTO problems
+    FROM action_triggers.config_content_type ct
+    JOIN action_triggers.config c ON c.id = ct.config_id
+    WHERE c.active AND ct.table_oid IS NULL;
+
+    PERFORM set_config('action_triggers.syncing', 'off', true);
+    RETURN coalesce(problems, '{}');
 END
 $$;
 
 CREATE FUNCTION action_triggers.sync_triggers_after_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM action_triggers.sync_triggers();
+    IF coalesce(current_setting('action_triggers.syncing', true), 'off') <> 'on' THEN
+        PERFORM action_triggers.sync_triggers();
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -237,7 +280,7 @@ CREATE TRIGGER sync_triggers AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON act
 CREATE FUNCTION action_triggers.resolve_model(app_label text, model_name text) RETURNS oid
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(
-        (SELECT m.table_oid FROM action_triggers.model m
+        (SELECT to_regclass(format('%I.%I', m.schema_name, m.table_name))::oid FROM action_triggers.model m
          WHERE m.app_label = resolve_model.app_label AND m.model_name = lower(resolve_model.model_name)),
         to_regclass(quote_ident(resolve_model.app_label || '_' || lower(resolve_model.model_name)))::oid)
 $$;
@@ -292,12 +335,23 @@ $$;
 CREATE FUNCTION action_triggers.resolve_content_type() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    problem text := action_triggers.content_type_error(NEW.app_label, NEW.model_name);
+    problem text;
+    resolved oid;
 BEGIN
+    -- sync_triggers only refreshes table_oid; the model itself is resolved when it changes.
+    IF TG_OP = 'UPDATE' AND NEW.app_label = OLD.app_label AND NEW.model_name = OLD.model_name
+       AND NEW.schema_name = OLD.schema_name AND NEW.table_name = OLD.table_name THEN
+        RETURN NEW;
+    END IF;
+    problem := action_triggers.content_type_error(NEW.app_label, NEW.model_name);
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = problem;
     END IF;
-    NEW.table_oid := action_triggers.resolve_model(NEW.app_label, NEW.model_name);
+    resolved := action_triggers.resolve_model(NEW.app_label, NEW.model_name);
+    SELECT n.nspname, c.relname INTO NEW.schema_name, NEW.table_name
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = resolved;
+    NEW.table_oid := resolved;
     RETURN NEW;
 END
 $$;
@@ -344,17 +398,25 @@ CREATE TRIGGER check_webhook BEFORE INSERT OR UPDATE ON action_triggers.webhook
 
 CREATE FUNCTION action_triggers.register_model(app_label text, model_name text, table_name regclass) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    schema_part text;
+    table_part text;
 BEGIN
     IF coalesce(app_label, '') = '' OR coalesce(model_name, '') = '' OR table_name IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'register_model needs a non-empty app_label, a non-empty model_name and a table';
     END IF;
-    INSERT INTO action_triggers.model (app_label, model_name, table_oid)
-    VALUES (app_label, lower(model_name), table_name::oid)
-    ON CONFLICT ON CONSTRAINT model_pkey DO UPDATE SET table_oid = EXCLUDED.table_oid;
+    SELECT n.nspname, c.relname INTO schema_part, table_part
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = table_name;
+
+    INSERT INTO action_triggers.model (app_label, model_name, schema_name, table_name)
+    VALUES (app_label, lower(model_name), schema_part, table_part)
+    ON CONFLICT ON CONSTRAINT model_pkey
+    DO UPDATE SET schema_name = EXCLUDED.schema_name, table_name = EXCLUDED.table_name;
     -- Configs that named this model follow the new table.
     UPDATE action_triggers.config_content_type ct
-    SET table_oid = table_name::oid
+    SET schema_name = schema_part, table_name = table_part
     WHERE ct.app_label = register_model.app_label AND lower(ct.model_name) = lower(register_model.model_name);
 END
 $$;
@@ -633,8 +695,8 @@ LANGUAGE sql AS $$
     SELECT config_id, i - 1, e ->> 'signal'
     FROM jsonb_array_elements(body -> 'config_signals') WITH ORDINALITY AS a(e, i);
 
-    INSERT INTO action_triggers.config_content_type (config_id, position, app_label, model_name, table_oid)
-    SELECT config_id, i - 1, e ->> 'app_label', coalesce(e ->> 'model_name', e ->> 'model'), 0
+    INSERT INTO action_triggers.config_content_type (config_id, position, app_label, model_name, schema_name, table_name)
+    SELECT config_id, i - 1, e ->> 'app_label', coalesce(e ->> 'model_name', e ->> 'model'), '', ''
     FROM jsonb_array_elements(body -> 'content_types') WITH ORDINALITY AS a(e, i);
 
     INSERT INTO action_triggers.webhook (config_id, position, url, http_method, headers, timeout_secs)

@@ -30,7 +30,7 @@ final class Harness {
             {
               "whitelisted_webhook_endpoint_patterns": [\(patterns)],
               "retry": {"max_attempts": \(maxAttempts), "base_delay_secs": 0.2, "max_delay_secs": 10, "jitter": 0},
-              "poll_interval_secs": 1,
+              "poll_interval_secs": 5,
               "max_webhook_timeout": 10
             }
             """
