@@ -67,9 +67,12 @@ final class DeliveryWorker: Sendable {
             },
             shouldRetry: { failures in
                 guard self.stop.isSet && failures >= 3 else { return true }
-                self.logger.warning("stopping with attempts not recorded; they are retried after their lease", [
-                    "deliveries.unrecorded": state.unrecorded.count + state.inFlight.count,
-                ])
+                let unrecorded = state.unrecorded.count + state.inFlight.count
+                if unrecorded > 0 {
+                    self.logger.warning("stopping with attempts not recorded; they are retried after their lease", [
+                        "deliveries.unrecorded": unrecorded,
+                    ])
+                }
                 return false
             }
         ) { connection, _ in

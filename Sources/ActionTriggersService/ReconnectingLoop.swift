@@ -3,14 +3,18 @@ import PostgresClient
 
 /// Runs a worker's body on its own database connection, reconnecting with backoff when it fails.
 ///
-/// Every failure is logged as a warning with the error and attempt number, and the
-/// first connection after failures as `reconnected`, so each outage shows in the log.
+/// Failures are logged as warnings with the error and attempt number: the first three
+/// of an outage, then every tenth, so a long outage cannot flood the log. The first
+/// connection after failures is logged as `reconnected`. The backoff grows with every
+/// failure until a connection has worked for `healthyAfter`, so a database that accepts
+/// connections but fails every query is not retried in a tight loop.
 struct ReconnectingLoop {
     let conninfo: String
     let applicationName: String
     let logger: Logger
     let stop: StopFlag
     var policy = ReconnectPolicy()
+    var healthyAfter: Duration = .seconds(30)
 
     /// Runs `body` until it returns, or until the stop flag is set after a failure.
     ///
@@ -24,22 +28,28 @@ struct ReconnectingLoop {
     ) {
         var failures = 0
         while true {
+            var connectedAt: ContinuousClock.Instant?
             do {
                 let connection = try PostgresConnection(conninfo: conninfo, applicationName: applicationName)
+                connectedAt = .now
                 let afterFailure = failures > 0
                 if afterFailure {
                     logger.info("reconnected", ["reconnect.attempts": failures])
                 }
-                failures = 0
                 try body(connection, afterFailure)
                 return
             } catch {
+                if let connectedAt, ContinuousClock.now - connectedAt >= healthyAfter {
+                    failures = 0
+                }
                 failures += 1
                 let delay = policy.delay(forAttempt: failures)
-                logger.warning("database connection failed, reconnecting", [
-                    "error": String(describing: error), "reconnect.attempt": failures,
-                    "reconnect.delay_ms": delay.milliseconds,
-                ])
+                if failures <= 3 || failures % 10 == 0 {
+                    logger.warning("database error, reconnecting", [
+                        "error": String(describing: error), "reconnect.attempt": failures,
+                        "reconnect.delay_ms": delay.milliseconds,
+                    ])
+                }
                 if let waitBeforeRetry {
                     waitBeforeRetry(delay)
                 } else {

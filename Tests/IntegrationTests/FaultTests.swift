@@ -63,7 +63,7 @@ struct FaultTests {
         let names = Set(try harness.receiver.requests.map { try jsonObject($0)["name"] as? String ?? "" })
         #expect(names == Set((1...60).map { "row-\($0)" }))
         try await service.waitForLog("component=listener msg=reconnected", count: 2)
-        #expect(service.log.contains("component=listener msg=\"database connection failed, reconnecting\""))
+        #expect(service.log.contains("component=listener msg=\"database error, reconnecting\""))
     }
 
     @Test("every worker connection terminated recovers")
@@ -86,6 +86,31 @@ struct FaultTests {
         #expect(service.log.contains("component=listener msg=reconnected"))
         #expect(service.log.contains("component=dispatcher msg=reconnected"))
         #expect(service.log.contains("component=delivery msg=reconnected"))
+    }
+
+    @Test("failing queries back off like failing connections")
+    func readOnlyDatabaseBacksOff() async throws {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        try harness.createConfig(harness.exampleOneConfig())
+
+        try harness.database.query("ALTER DATABASE \(harness.database.name) SET default_transaction_read_only = on")
+        try harness.database.query("""
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE application_name LIKE 'action-triggers/%' AND datname = current_database()
+            """)
+        try await service.waitForLog("component=dispatcher msg=\"database error, reconnecting\"")
+        try await service.waitForLog("reconnect.attempt=3", timeout: .seconds(10))
+        let admin = try harness.database.connect()
+        try admin.execute("SET default_transaction_read_only = off")
+        try admin.execute("ALTER DATABASE \(harness.database.name) RESET default_transaction_read_only")
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('writable', 'w@example.com')")
+        let requests = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(30))
+
+        #expect(try jsonObject(requests[0])["name"] as? String == "writable")
+        let warnings = service.log.components(separatedBy: "\n").filter { $0.contains("msg=\"database error, reconnecting\"") }
+        #expect(warnings.contains { $0.contains("read-only transaction") })
+        #expect(warnings.count < 30, "\(warnings.count) reconnect warnings")
     }
 
     @Test("SIGTERM stops the service cleanly")
