@@ -10,7 +10,7 @@ public struct Settings: Sendable {
     public var maxBrokerTimeout: Double = 30
     /// `app_label.model_name` entries that configs may name; `nil` allows every model.
     public var whitelistedContentTypes: [String]?
-    /// Regular expressions a webhook URL must match from its start; `nil` allows every http(s) URL.
+    /// PostgreSQL regular expressions a webhook URL must match from its start; `nil` allows every http(s) URL.
     public var whitelistedWebhookEndpointPatterns: [String]?
     public var retry: RetryPolicy = .default
     /// The fallback poll interval for new events when no NOTIFY arrives, in seconds.
@@ -61,8 +61,8 @@ public struct Settings: Sendable {
             settings.whitelistedContentTypes = entries
         }
         if let value = fields["whitelisted_webhook_endpoint_patterns"] {
+            // The patterns are PostgreSQL regular expressions, checked when the service publishes them.
             settings.whitelistedWebhookEndpointPatterns = try strings(value, path: "whitelisted_webhook_endpoint_patterns")
-            _ = try WebhookEndpointPolicy(patterns: settings.whitelistedWebhookEndpointPatterns)
         }
         if let value = fields["retry"] {
             settings.retry = try retryPolicy(value)

@@ -18,14 +18,28 @@ public enum WebhookHeaders {
         return headers
     }
 
+    /// Header names that frame the message or the connection; libcurl sets them.
+    public static let connectionNames: Set<String> = [
+        "content-length", "transfer-encoding", "host", "connection", "keep-alive", "te", "trailer", "upgrade",
+        "expect", "proxy-connection",
+    ]
+
     /// Returns why a configured header cannot be sent, or `nil` when all can.
     ///
     /// Names must be HTTP tokens (RFC 9110 section 5.6.2) and values must not contain
-    /// control characters, so a stored value can never inject a header line.
+    /// control characters, so a stored value can never inject a header line. Headers
+    /// that frame the message or that the service sets are rejected, as in SQL
+    /// (`action_triggers.webhook_headers_error`).
     public static func problem(in configured: [String: String]) -> String? {
         for (name, value) in configured.sorted(by: { $0.key < $1.key }) {
             if name.isEmpty || !name.unicodeScalars.allSatisfy(isTokenCharacter) {
                 return "header name \"\(name)\" is not a valid HTTP header name"
+            }
+            if connectionNames.contains(name.lowercased()) {
+                return "header \(name) controls the HTTP connection, so it cannot be configured"
+            }
+            if reservedNames.contains(name.lowercased()) {
+                return "header \(name) is set by the service, so it cannot be configured"
             }
             if value.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7f }) {
                 return "header \(name) contains a line break or control character"

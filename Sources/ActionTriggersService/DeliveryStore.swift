@@ -14,6 +14,8 @@ struct ClaimedDelivery {
     let headers: String
     let timeoutSecs: Double?
     let payloadTemplate: String?
+    /// Why the URL may not be connected to now, from `action_triggers.webhook_url_error`.
+    let urlError: String?
     let event: CapturedEvent
 }
 
@@ -64,6 +66,7 @@ enum DeliveryStore {
         WHERE d.id = due.id AND e.id = d.event_id
         RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.url, d.http_method, d.headers::text AS headers,
                   d.timeout_secs, d.payload::text AS payload, e.signal, e.operation,
+                  action_triggers.webhook_url_error(d.url) AS url_error,
                   e.new_row::text AS new_row, e.old_row::text AS old_row
         """
 
@@ -118,6 +121,7 @@ enum DeliveryStore {
                 headers: try row.string("headers"),
                 timeoutSecs: try row.optional("timeout_secs", row.double),
                 payloadTemplate: row["payload"],
+                urlError: row["url_error"],
                 event: CapturedEvent(
                     id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),
                     newRow: row["new_row"], oldRow: row["old_row"]))

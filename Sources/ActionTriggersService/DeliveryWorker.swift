@@ -8,13 +8,12 @@ import PostgresClient
 ///
 /// Requests run as a pipeline: as soon as some finish, their outcomes are recorded
 /// and new deliveries are claimed into the free slots, so a slow receiver holds up
-/// only its own requests. Every claimed delivery is checked against the endpoint
-/// policy before any connection is made. Outcomes go through `decideDelivery`,
-/// which owns the retry rules.
+/// only its own requests. Every claimed delivery's URL is checked against the
+/// allowlist (in the claim query) before any connection is made. Outcomes go through
+/// `decideDelivery`, which owns the retry rules.
 final class DeliveryWorker: Sendable {
     private let conninfo: String
     private let settings: Settings
-    private let endpointPolicy: WebhookEndpointPolicy
     private let renderer: any PayloadRendering
     private let logger: Logger
     private let stop: StopFlag
@@ -30,12 +29,11 @@ final class DeliveryWorker: Sendable {
     }
 
     init(
-        conninfo: String, settings: Settings, endpointPolicy: WebhookEndpointPolicy, renderer: any PayloadRendering,
+        conninfo: String, settings: Settings, renderer: any PayloadRendering,
         logger: Logger, stop: StopFlag, wake: WakeSignal
     ) {
         self.conninfo = conninfo
         self.settings = settings
-        self.endpointPolicy = endpointPolicy
         self.renderer = renderer
         self.logger = logger
         self.stop = stop
@@ -190,8 +188,8 @@ final class DeliveryWorker: Sendable {
     }
 
     private func prepareRequest(for delivery: ClaimedDelivery, timestamp: Int64) -> Result<HTTPRequest, NotSent> {
-        if let rejection = endpointPolicy.rejection(for: delivery.url) {
-            return .failure(NotSent(message: "not sent: \(rejection)"))
+        if let urlError = delivery.urlError {
+            return .failure(NotSent(message: "not sent: \(urlError)"))
         }
         let configured: [String: String]
         do {

@@ -31,12 +31,6 @@ public final class Service: Sendable {
     /// Migrates the schema, publishes the settings' allowlists and starts the worker threads.
     public func start() throws {
         let logger = Logger(component: "service", level: logLevel)
-        let endpointPolicy: WebhookEndpointPolicy
-        do {
-            endpointPolicy = try WebhookEndpointPolicy(patterns: configuration.settings.whitelistedWebhookEndpointPatterns)
-        } catch {
-            throw ServiceError.configuration(error.description)
-        }
         if configuration.settings.whitelistedWebhookEndpointPatterns == nil {
             logger.warning("whitelisted_webhook_endpoint_patterns is not set, so webhooks may target any http(s) URL")
         }
@@ -56,8 +50,7 @@ public final class Service: Sendable {
             logger: Logger(component: "dispatcher", level: logLevel), stop: stop, wake: dispatcherWake,
             onDeliveriesCreated: { deliveryWake.raise() })
         let worker = DeliveryWorker(
-            conninfo: configuration.databaseURL, settings: configuration.settings, endpointPolicy: endpointPolicy,
-            renderer: RowImagePayload(), logger: Logger(component: "delivery", level: logLevel), stop: stop,
+            conninfo: configuration.databaseURL, settings: configuration.settings, renderer: RowImagePayload(), logger: Logger(component: "delivery", level: logLevel), stop: stop,
             wake: deliveryWake)
 
         startThread(named: "listener") { listener.run() }

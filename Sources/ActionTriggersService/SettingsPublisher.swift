@@ -8,6 +8,14 @@ import PostgresClient
 /// the one that started last wins, so all instances should share one settings file.
 enum SettingsPublisher {
     static func publish(_ settings: Settings, to connection: PostgresConnection) throws {
+        for (index, pattern) in (settings.whitelistedWebhookEndpointPatterns ?? []).enumerated() {
+            let row = try connection.query("SELECT action_triggers.pattern_error($1) AS problem", [pattern]).singleRow()
+            if let problem = row["problem"] {
+                throw ServiceError.configuration(
+                    "invalid settings: whitelisted_webhook_endpoint_patterns[\(index)] is not a valid PostgreSQL regular expression (\(problem)): \(pattern)")
+            }
+        }
+
         let values: [(String, String?)] = [
             ("whitelisted_content_types", settings.whitelistedContentTypes.map(jsonArray)),
             ("whitelisted_webhook_endpoint_patterns", settings.whitelistedWebhookEndpointPatterns.map(jsonArray)),

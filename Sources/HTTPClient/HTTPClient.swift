@@ -114,7 +114,9 @@ public final class HTTPClient {
             + request.timeout.components.attoseconds / 1_000_000_000_000_000))
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
         for header in request.headers {
-            headerList = curl_slist_append(headerList, "\(header.name): \(header.value)")
+            // libcurl drops a header written "Name:" and sends "Name;" as an empty one.
+            let line = header.value.isEmpty ? "\(header.name);" : "\(header.name): \(header.value)"
+            headerList = curl_slist_append(headerList, line)
         }
         // An empty "Expect:" stops libcurl from waiting for 100-continue on large bodies.
         headerList = curl_slist_append(headerList, "Expect:")

@@ -145,7 +145,7 @@ struct ConfigTests {
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "colour": 1}"#, "colour", "unknown field"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "ftp://x/", "http_method": "POST"}]}"#, "webhooks[0].url", "is not an absolute http"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "HEAD"}]}"#, "webhooks[0].http_method", "must be one of GET, POST, PUT, PATCH, DELETE"),
-        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "timeout_secs": -1}]}"#, "webhooks[0].timeout_secs", "must be a number >= 0"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "timeout_secs": -1}]}"#, "webhooks[0].timeout_secs", "must be a number from 0 to 86400"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "headers": {"X": 1}}]}"#, "webhooks[0].headers.X", "must be a string"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "headers": {"X": "a\r\nInjected: 1"}}]}"#, "webhooks[0].headers.X", "line breaks"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "msg_broker_queues": [{"name": "rabbit"}]}"#, "msg_broker_queues[0].name", "no broker named"),
@@ -153,7 +153,12 @@ struct ConfigTests {
         (#"[1, 2]"#, "non_field_errors", "must be a JSON object"),
         (#"{"config_signals": [{"signal": "post_save", "when": 1}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true}"#, "config_signals[0].when", "unknown field"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "method": "POST"}]}"#, "webhooks[0].method", "unknown field"),
-        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "timeout_secs": "10"}]}"#, "webhooks[0].timeout_secs", "must be a number >= 0 (got \"10\")"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "timeout_secs": "10"}]}"#, "webhooks[0].timeout_secs", "must be a number from 0 to 86400 (got \"10\")"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "timeout_secs": 1e400}]}"#, "webhooks[0].timeout_secs", "must be a number from 0 to 86400"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "headers": {"Content-Length": "2"}}]}"#, "webhooks[0].headers.Content-Length", "controls the HTTP connection"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "headers": {"webhook-id": "x"}}]}"#, "webhooks[0].headers.webhook-id", "is set by the service"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true}"#, "webhooks", "add at least one webhook or msg_broker_queues entry"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": []}"#, "webhooks", "add at least one webhook or msg_broker_queues entry"),
     ])
     func invalidBodies(body: String, path: String, message: String) throws {
         let harness = try Harness()
@@ -285,6 +290,53 @@ struct ConfigTests {
         #expect(delivery["last_status_code"] == nil)
         #expect(forbidden.connectionCount == 0)
         #expect(forbidden.requests.isEmpty)
+    }
+
+    @Test("URLs are redacted in messages", arguments: [
+        ("https://user:pass@example.com/hook?token=abc#frag", "https://example.com/hook"),
+        ("http://127.0.0.1:8080/a/b", "http://127.0.0.1:8080/a/b"),
+        ("https://example.com?key=1", "https://example.com"),
+        ("https://a@b@example.com/x", "https://example.com/x"),
+    ])
+    func redactURL(url: String, expected: String) throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+
+        #expect(try connection.query("SELECT action_triggers.redact_url($1) AS url", [url]).singleRow()["url"] == expected)
+    }
+
+    @Test("allowlist patterns match from the start")
+    func allowlistPatterns() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+        try connection.query("""
+            INSERT INTO action_triggers.setting (key, value)
+            VALUES ('whitelisted_webhook_endpoint_patterns', $1::jsonb)
+            """, [#"["https?://localhost:[0-9]+/webhook/", "https://example\\.com/", "(?i)https://upper\\.example/"]"#])
+        let check = "SELECT action_triggers.webhook_url_error($1) AS problem"
+
+        for allowed in ["http://localhost:8000/webhook/1", "https://example.com/any", "https://UPPER.example/x", "HTTPS://UPPER.EXAMPLE/"] {
+            #expect(try connection.query(check, [allowed]).singleRow()["problem"] == nil, "\(allowed) was rejected")
+        }
+        for rejected in ["https://evil.test/?https://example.com/", "https://example.com.evil.test/", "ftp://example.com/", "https://example.com /x"] {
+            #expect(try connection.query(check, [rejected]).singleRow()["problem"] != nil, "\(rejected) was allowed")
+        }
+        #expect(try connection.query("SELECT action_triggers.pattern_error('(unclosed') AS problem").singleRow()["problem"] != nil)
+        #expect(try connection.query("SELECT action_triggers.pattern_error('(?i)ok/') AS problem").singleRow()["problem"] == nil)
+    }
+
+    @Test("invalid allowlist pattern stops the service")
+    func invalidPatternRejected() async throws {
+        let harness = try Harness()
+        let settings = #"{"whitelisted_webhook_endpoint_patterns": ["https://ok/", "(unclosed"]}"#
+        let service = try ServiceProcess(databaseURL: harness.database.url, settings: settings)
+
+        try await harness.waitUntil("the service exits") { !service.isRunning }
+
+        #expect(service.terminationStatus == 1)
+        #expect(service.log.contains("whitelisted_webhook_endpoint_patterns[1] is not a valid PostgreSQL regular expression"))
     }
 
     @Test("migrate twice changes nothing")

@@ -305,29 +305,61 @@ BEGIN
 END
 $$;
 
--- Returns why a webhook URL cannot be configured, or NULL when it can.
+-- Returns a URL without its user information, query and fragment, for error
+-- messages and logs: those parts often carry tokens.
+CREATE FUNCTION action_triggers.redact_url(url text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT regexp_replace(regexp_replace(url, '[?#].*$', ''), '^([A-Za-z][A-Za-z0-9+.-]*://)[^/]*@', '\1')
+$$;
+
+-- Returns an allowlist pattern anchored at the start of the URL. A leading group of
+-- embedded options such as (?i) stays in front, where PostgreSQL accepts it.
+CREATE FUNCTION action_triggers.anchored_pattern(pattern text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN pattern ~ '^\(\?[a-z]+\)'
+        THEN substring(pattern FROM '^(\(\?[a-z]+\))') || '^(?:' || substring(pattern FROM '^\(\?[a-z]+\)(.*)$') || ')'
+        ELSE '^(?:' || pattern || ')'
+    END
+$$;
+
+-- Returns why an allowlist pattern is not a valid PostgreSQL regular expression, or NULL.
+CREATE FUNCTION action_triggers.pattern_error(pattern text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    PERFORM '' ~ action_triggers.anchored_pattern(pattern);
+    RETURN NULL;
+EXCEPTION WHEN invalid_regular_expression THEN
+    RETURN SQLERRM;
+END
+$$;
+
+-- Returns why the service may not connect to a webhook URL, or NULL when it may.
 --
--- The URL must be absolute http(s), and when whitelisted_webhook_endpoint_patterns
--- is set, match one of its regular expressions from the start of the URL, as the
--- ancestor's re.match does.
+-- The URL must be absolute http(s). When whitelisted_webhook_endpoint_patterns is
+-- set, it must also match one of those PostgreSQL regular expressions from its first
+-- character, like the ancestor's Python re.match. The service runs this check when a
+-- config is saved and again right before each attempt, so there is one rule and one
+-- regular expression engine.
 CREATE FUNCTION action_triggers.webhook_url_error(url text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     patterns jsonb := (SELECT value FROM action_triggers.setting WHERE key = 'whitelisted_webhook_endpoint_patterns');
     pattern text;
 BEGIN
-    IF url !~ '^https?://[^/?#[:space:]]+([/?#][^[:space:]]*)?$' THEN
-        RETURN format('%s is not an absolute http:// or https:// URL', to_jsonb(url));
+    IF url !~* '^https?://[^/?#[:space:]]+([/?#][^[:space:]]*)?$' THEN
+        RETURN format('%s is not an absolute http:// or https:// URL', to_jsonb(action_triggers.redact_url(url)));
     END IF;
     IF patterns IS NULL THEN
         RETURN NULL;
     END IF;
     FOR pattern IN SELECT jsonb_array_elements_text(patterns) LOOP
-        IF url ~ ('^(?:' || pattern || ')') THEN
+        IF url ~ action_triggers.anchored_pattern(pattern) THEN
             RETURN NULL;
         END IF;
     END LOOP;
-    RETURN format('%s does not match any of whitelisted_webhook_endpoint_patterns in the settings file', to_jsonb(url));
+    RETURN format('%s does not match any of whitelisted_webhook_endpoint_patterns in the settings file',
+                  to_jsonb(action_triggers.redact_url(url)));
 END
 $$;
 
@@ -358,9 +390,10 @@ $$;
 CREATE TRIGGER resolve_content_type BEFORE INSERT OR UPDATE ON action_triggers.config_content_type
     FOR EACH ROW EXECUTE FUNCTION action_triggers.resolve_content_type();
 
--- Returns why a headers object cannot be sent, or NULL when it can: names must be
--- HTTP tokens and values strings without control characters, so no stored value
--- can inject a header line.
+-- Returns why a headers object cannot be sent, or NULL when it can. Names must be
+-- HTTP tokens and values strings without control characters, so no stored value can
+-- inject a header line. Headers that frame the message or are set by the service
+-- are rejected, because a configured Content-Length would corrupt the connection.
 CREATE FUNCTION action_triggers.webhook_headers_error(headers jsonb) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -372,6 +405,11 @@ BEGIN
             RETURN format('header %s must be a string (got %s)', name, jsonb_typeof(value));
         ELSIF name !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$' THEN
             RETURN format('header name %s is not a valid HTTP header name', to_jsonb(name));
+        ELSIF lower(name) IN ('content-length', 'transfer-encoding', 'host', 'connection', 'keep-alive', 'te',
+                              'trailer', 'upgrade', 'expect', 'proxy-connection') THEN
+            RETURN format('header %s controls the HTTP connection, so it cannot be configured', name);
+        ELSIF lower(name) IN ('content-type', 'webhook-id', 'webhook-timestamp', 'webhook-signature') THEN
+            RETURN format('header %s is set by the service, so it cannot be configured', name);
         ELSIF value #>> '{}' ~ '[\x01-\x08\x0a-\x1f\x7f]' THEN
             RETURN format('header %s must not contain line breaks or control characters', name);
         END IF;
@@ -445,14 +483,15 @@ LANGUAGE sql IMMUTABLE AS $$
         errors)
 $$;
 
--- Adds an error when an object has a `timeout_secs` that is not a number >= 0.
+-- Adds an error when an object has a `timeout_secs` that is not a number from 0 to
+-- 86400. The settings cap it further; the bound keeps it within double precision.
 CREATE FUNCTION action_triggers.add_timeout_error(errors jsonb, item jsonb, path text) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
         WHEN item ? 'timeout_secs' AND (jsonb_typeof(item -> 'timeout_secs') <> 'number'
-                                        OR (item ->> 'timeout_secs')::numeric < 0)
+                                        OR (item ->> 'timeout_secs')::numeric NOT BETWEEN 0 AND 86400)
         THEN action_triggers.add_error(errors, path || '.timeout_secs',
-                 format('must be a number >= 0 (got %s)', item -> 'timeout_secs'))
+                 format('must be a number from 0 to 86400 (got %s)', item -> 'timeout_secs'))
         ELSE errors
     END
 $$;
@@ -650,6 +689,15 @@ BEGIN
         END IF;
     END IF;
 
+    IF jsonb_typeof(body -> 'webhooks') IS DISTINCT FROM 'array' OR jsonb_array_length(body -> 'webhooks') = 0 THEN
+        IF jsonb_typeof(body -> queues_key) IS DISTINCT FROM 'array' OR jsonb_array_length(body -> queues_key) = 0 THEN
+            IF NOT errors ? 'webhooks' AND NOT errors ? queues_key THEN
+                errors := action_triggers.add_error(errors, 'webhooks',
+                    'add at least one webhook or msg_broker_queues entry, or the config captures changes that go nowhere');
+            END IF;
+        END IF;
+    END IF;
+
     -- active and payload
     IF jsonb_typeof(body -> 'active') IS DISTINCT FROM 'boolean' THEN
         errors := action_triggers.add_error(errors, 'active',
@@ -701,12 +749,12 @@ LANGUAGE sql AS $$
 
     INSERT INTO action_triggers.webhook (config_id, position, url, http_method, headers, timeout_secs)
     SELECT config_id, i - 1, e ->> 'url', e ->> 'http_method', coalesce(e -> 'headers', '{}'),
-           (e ->> 'timeout_secs')::double precision
+           round((e ->> 'timeout_secs')::numeric, 6)::double precision
     FROM jsonb_array_elements(coalesce(body -> 'webhooks', '[]')) WITH ORDINALITY AS a(e, i);
 
     INSERT INTO action_triggers.msg_broker_queue (config_id, position, name, conn_details, parameters, timeout_secs)
     SELECT config_id, i - 1, e ->> 'name', coalesce(e -> 'conn_details', '{}'), coalesce(e -> 'parameters', '{}'),
-           (e ->> 'timeout_secs')::double precision
+           round((e ->> 'timeout_secs')::numeric, 6)::double precision
     FROM jsonb_array_elements(coalesce(body -> 'msg_broker_queues', body -> 'message_broker_queues', '[]'))
          WITH ORDINALITY AS a(e, i);
 $$;
