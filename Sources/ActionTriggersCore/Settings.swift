@@ -46,10 +46,10 @@ public struct Settings: Sendable {
             throw SettingsError(path: key, message: "is not a known setting; known settings: \(knownKeys.joined(separator: ", "))")
         }
         if let value = fields["max_webhook_timeout"] {
-            settings.maxWebhookTimeout = try positiveNumber(value, path: "max_webhook_timeout")
+            settings.maxWebhookTimeout = try number(value, path: "max_webhook_timeout", range: Limits.timeout)
         }
         if let value = fields["max_broker_timeout"] {
-            settings.maxBrokerTimeout = try positiveNumber(value, path: "max_broker_timeout")
+            settings.maxBrokerTimeout = try number(value, path: "max_broker_timeout", range: Limits.timeout)
         }
         if let value = fields["whitelisted_content_types"] {
             let entries = try strings(value, path: "whitelisted_content_types")
@@ -68,7 +68,7 @@ public struct Settings: Sendable {
             settings.retry = try retryPolicy(value)
         }
         if let value = fields["poll_interval_secs"] {
-            settings.pollInterval = try positiveNumber(value, path: "poll_interval_secs")
+            settings.pollInterval = try number(value, path: "poll_interval_secs", range: Limits.pollInterval)
         }
         if let value = fields["dispatch_batch_size"] {
             settings.dispatchBatchSize = try integer(value, path: "dispatch_batch_size", range: 1...10_000)
@@ -99,10 +99,10 @@ public struct Settings: Sendable {
             policy.maxAttempts = try integer(value, path: "retry.max_attempts", range: 1...1000)
         }
         if let value = fields["base_delay_secs"] {
-            policy.baseDelay = try positiveNumber(value, path: "retry.base_delay_secs")
+            policy.baseDelay = try number(value, path: "retry.base_delay_secs", range: Limits.retryDelay)
         }
         if let value = fields["max_delay_secs"] {
-            policy.maxDelay = try positiveNumber(value, path: "retry.max_delay_secs")
+            policy.maxDelay = try number(value, path: "retry.max_delay_secs", range: Limits.retryDelay)
         }
         if let value = fields["jitter"] {
             guard case .number(let jitter) = value, jitter >= 0, jitter <= 1 else {
@@ -118,9 +118,21 @@ public struct Settings: Sendable {
         return policy
     }
 
-    private static func positiveNumber(_ value: JSONValue, path: String) throws(SettingsError) -> Double {
-        guard case .number(let number) = value, number > 0, number.isFinite else {
-            throw SettingsError(path: path, message: "must be a number > 0 (got \(render(value)))")
+    /// The accepted ranges of the numeric settings, in seconds.
+    ///
+    /// They keep every value usable: a poll interval near zero would load the
+    /// database, and a timeout of 1e300 seconds overflows PostgreSQL's timestamps.
+    public enum Limits {
+        public static let timeout = 0.001...3600.0
+        public static let pollInterval = 0.1...3600.0
+        public static let retryDelay = 0.001...604_800.0
+    }
+
+    private static func number(_ value: JSONValue, path: String, range: ClosedRange<Double>) throws(SettingsError) -> Double {
+        guard case .number(let number) = value, range.contains(number) else {
+            throw SettingsError(
+                path: path,
+                message: "must be a number from \(render(.number(range.lowerBound))) to \(render(.number(range.upperBound))) (got \(render(value)))")
         }
         return number
     }

@@ -30,8 +30,8 @@ let commandHelp: [String: String] = [
         Usage: action-triggers serve [--database-url URL] [--listen HOST:PORT] [--settings FILE]
 
         Applies pending migrations, then captures row changes and delivers them until
-        SIGTERM or SIGINT. Stopping lets attempts in progress finish for up to the
-        largest webhook timeout.
+        SIGTERM or SIGINT. Stopping lets attempts in progress finish, for at most
+        max_webhook_timeout + 5 seconds.
 
           --database-url URL   libpq URI or conninfo (default: $DATABASE_URL)
           --listen HOST:PORT   address of the HTTP server (default: $ACTION_TRIGGERS_LISTEN or 127.0.0.1:8080)
@@ -72,19 +72,23 @@ func parseFlags(_ arguments: ArraySlice<String>, allowed: Set<String>, command: 
             fail("unexpected argument \"\(argument)\" for \(command); see action-triggers \(command) --help", usageError: true)
         }
         var name = String(argument.dropFirst(2))
-        var value: String
+        var inlineValue: String?
         if let equals = name.firstIndex(of: "=") {
-            value = String(name[name.index(after: equals)...])
+            inlineValue = String(name[name.index(after: equals)...])
             name = String(name[..<equals])
-        } else {
-            index += 1
-            guard index < arguments.endIndex else {
-                fail("--\(name) needs a value; see action-triggers \(command) --help", usageError: true)
-            }
-            value = arguments[index]
         }
         guard allowed.contains(name) else {
             fail("unknown option --\(name) for \(command); see action-triggers \(command) --help", usageError: true)
+        }
+        let value: String
+        if let inlineValue {
+            value = inlineValue
+        } else {
+            index += 1
+            guard index < arguments.endIndex, !arguments[index].hasPrefix("--") else {
+                fail("--\(name) needs a value; see action-triggers \(command) --help", usageError: true)
+            }
+            value = arguments[index]
         }
         flags[name] = value
         index += 1
@@ -95,6 +99,9 @@ func parseFlags(_ arguments: ArraySlice<String>, allowed: Set<String>, command: 
 func databaseURL(_ flags: [String: String]) -> String {
     guard let url = flags["database-url"] ?? ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
         fail("no database given: set DATABASE_URL or pass --database-url", usageError: true)
+    }
+    if let problem = DatabaseURL.problem(url) {
+        fail("invalid DATABASE_URL or --database-url: \(problem)", usageError: true)
     }
     return url
 }
@@ -111,13 +118,14 @@ func loadSettings(_ flags: [String: String]) -> Settings {
     guard let path = flags["settings"] ?? ProcessInfo.processInfo.environment["ACTION_TRIGGERS_SETTINGS"], !path.isEmpty else {
         return Settings()
     }
-    guard let data = FileManager.default.contents(atPath: path) else {
-        fail("cannot read the settings file \(path): it does not exist or is not readable")
+    let absolutePath = URL(fileURLWithPath: path).standardizedFileURL.path
+    guard let data = FileManager.default.contents(atPath: absolutePath) else {
+        fail("cannot read the settings file \(absolutePath): it does not exist or is not readable")
     }
     do {
         return try Settings.parse(data)
     } catch {
-        fail("\(path): \(error.description)")
+        fail("\(absolutePath): \(error.description)")
     }
 }
 
@@ -170,7 +178,7 @@ func runMigrate(_ flags: [String: String]) -> Never {
 
 let arguments = CommandLine.arguments.dropFirst()
 guard let command = arguments.first else {
-    print(usage)
+    FileHandle.standardError.write(Data((usage + "\n").utf8))
     exit(2)
 }
 let rest = arguments.dropFirst()
@@ -180,7 +188,7 @@ case "serve":
     runServe(parseFlags(rest, allowed: ["database-url", "listen", "settings"], command: "serve"))
 case "migrate":
     runMigrate(parseFlags(rest, allowed: ["database-url"], command: "migrate"))
-case "version":
+case "version", "--version":
     _ = parseFlags(rest, allowed: [], command: "version")
     print(Version.current)
 case "--help", "-h", "help":

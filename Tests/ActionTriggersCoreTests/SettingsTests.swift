@@ -40,8 +40,11 @@ struct SettingsTests {
     @Test("invalid documents name the key", arguments: [
         ("[]", "", "the file must contain a JSON object (got array)"),
         (#"{"max_webhook_timout": 5}"#, "max_webhook_timout", "is not a known setting"),
-        (#"{"max_webhook_timeout": -1}"#, "max_webhook_timeout", "must be a number > 0 (got -1)"),
-        (#"{"max_webhook_timeout": "5"}"#, "max_webhook_timeout", "must be a number > 0 (got \"5\")"),
+        (#"{"max_webhook_timeout": -1}"#, "max_webhook_timeout", "must be a number from 0.001 to 3600 (got -1)"),
+        (#"{"max_webhook_timeout": "5"}"#, "max_webhook_timeout", "must be a number from 0.001 to 3600 (got \"5\")"),
+        (#"{"max_webhook_timeout": 1e300}"#, "max_webhook_timeout", "must be a number from 0.001 to 3600 (got 1e+300)"),
+        (#"{"poll_interval_secs": 1e-9}"#, "poll_interval_secs", "must be a number from 0.1 to 3600 (got 1e-09)"),
+        (#"{"retry": {"max_delay_secs": 1e9}}"#, "retry.max_delay_secs", "must be a number from 0.001 to 604800"),
         (#"{"whitelisted_content_types": ["customer"]}"#, "whitelisted_content_types[0]", "must look like app_label.model_name"),
         (#"{"whitelisted_content_types": [1]}"#, "whitelisted_content_types[0]", "must be a string (got number)"),
         (#"{"retry": {"max_attempts": 0}}"#, "retry.max_attempts", "must be an integer from 1 to 1000 (got 0)"),
