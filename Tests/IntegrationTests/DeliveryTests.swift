@@ -128,6 +128,33 @@ struct DeliveryTests {
         #expect(requests[0].bodyText.contains(#""amount": 12345678901234567890.0123456789"#))
     }
 
+    @Test("row image ignores session settings")
+    func sessionSettingsIgnored() async throws {
+        let harness = try Harness()
+        try harness.database.query(
+            "CREATE TABLE myapp_reading (id bigserial PRIMARY KEY, taken_at timestamptz, ratio float8, raw bytea)")
+        try await harness.startService()
+        try harness.createConfig("""
+            {"config_signals": [{"signal": "post_save"}],
+             "content_types": [{"app_label": "myapp", "model_name": "Reading"}],
+             "webhooks": [{"url": "\(harness.receiver.baseURL)/reading", "http_method": "POST"}],
+             "active": true}
+            """)
+
+        let connection = try harness.database.connect()
+        try connection.execute("SET TimeZone = 'Asia/Tokyo'; SET extra_float_digits = -3; SET bytea_output = 'escape'")
+        try connection.query("""
+            INSERT INTO myapp_reading (taken_at, ratio, raw)
+            VALUES ('2026-12-04 12:00:00+00', 0.1::float8 + 0.2::float8, '\\x00ff'::bytea)
+            """)
+        let requests = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20))
+
+        let body = requests[0].bodyText
+        #expect(body.contains(#""taken_at": "2026-12-04T12:00:00+00:00""#), "body: \(body)")
+        #expect(body.contains(#""ratio": 0.30000000000000004"#), "body: \(body)")
+        #expect(body.contains(#""raw": "\\x00ff""#), "body: \(body)")
+    }
+
     @Test("pre_save and pre_delete send NEW and OLD")
     func preSignals() async throws {
         let harness = try Harness()
