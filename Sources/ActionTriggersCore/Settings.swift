@@ -33,9 +33,9 @@ public struct Settings: Sendable {
     public static func parse(_ data: Data) throws(SettingsError) -> Settings {
         let document: JSONValue
         do {
-            document = try JSONDecoder().decode(JSONValue.self, from: data)
+            document = try JSONParser.parse(Array(data))
         } catch {
-            throw SettingsError(path: "", message: "the file is not valid JSON (\(Self.describe(error)))")
+            throw SettingsError(path: "", message: "the file is not valid JSON: \(error.description)")
         }
         guard case .object(let fields) = document else {
             throw SettingsError(path: "", message: "the file must contain a JSON object (got \(document.typeName))")
@@ -172,13 +172,5 @@ public struct Settings: Sendable {
         default:
             return value.typeName
         }
-    }
-
-    private static func describe(_ error: Error) -> String {
-        if case DecodingError.dataCorrupted(let context) = error {
-            let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            return underlying ?? context.debugDescription
-        }
-        return String(describing: error)
     }
 }

@@ -71,7 +71,7 @@ struct SettingsTests {
             _ = try parse(#"{"retry": {"max_attempts": 3,}"#)
             Issue.record("expected an error")
         } catch {
-            #expect(error.description.hasPrefix("invalid settings: the file is not valid JSON"))
+            #expect(error.description == "invalid settings: the file is not valid JSON: line 1, column 30: trailing comma before '}'")
         }
     }
 }
