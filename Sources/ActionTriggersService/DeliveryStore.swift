@@ -105,7 +105,7 @@ enum DeliveryStore {
         """
 
     static func claim(_ connection: PostgresConnection, limit: Int, leaseSeconds: Double) throws -> [ClaimedDelivery] {
-        let result = try connection.query(claimSQL, [String(limit), String(leaseSeconds)])
+        let result = try connection.queryPrepared(claimSQL, [String(limit), String(leaseSeconds)])
         return try result.rows.map { row in
             let signalName = try row.string("signal")
             guard let signal = Signal(rawValue: signalName) else {
@@ -131,12 +131,12 @@ enum DeliveryStore {
     static func record(_ connection: PostgresConnection, _ records: [AttemptRecord]) throws {
         guard !records.isEmpty else { return }
         let json = String(decoding: try JSONEncoder().encode(records), as: UTF8.self)
-        try connection.query(recordSQL, [json])
+        try connection.queryPrepared(recordSQL, [json])
     }
 
     /// Returns the seconds until the next delivery is due, or `nil` when none is waiting.
     static func secondsUntilNextDue(_ connection: PostgresConnection) throws -> Double? {
-        let row = try connection.query(secondsUntilNextDueSQL).singleRow()
+        let row = try connection.queryPrepared(secondsUntilNextDueSQL).singleRow()
         return try row.optional("seconds", row.double)
     }
 }

@@ -107,7 +107,7 @@ final class Dispatcher: Sendable {
     /// Dispatches batches until the outbox has no undispatched event left.
     private func dispatchAll(_ connection: PostgresConnection) throws {
         while !stop.isSet {
-            let row = try connection.query(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
+            let row = try connection.queryPrepared(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
             let events = try row.int("events")
             let deliveries = try row.int("deliveries")
             if deliveries > 0 {

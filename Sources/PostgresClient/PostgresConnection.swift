@@ -11,6 +11,8 @@ import Glibc
 /// so the type is deliberately not `Sendable`.
 public final class PostgresConnection {
     private var handle: OpaquePointer?
+    /// Names of the statements prepared on this connection, by SQL text.
+    private var preparedStatements: [String: String] = [:]
 
     /// The server process id serving this connection, as `pg_backend_pid()` returns it.
     public let backendPID: Int32
@@ -69,6 +71,28 @@ public final class PostgresConnection {
         let connection = try requireHandle(operation: "query")
         let result = withOptionalCStringArray(parameters) { parameterPointers in
             PQexecParams(connection, sql, Int32(parameters.count), nil, parameterPointers, nil, nil, 0)
+        }
+        return try consume(result, connection: connection, operation: "query")
+    }
+
+    /// Runs one statement like `query`, preparing it once per connection and reusing the plan.
+    ///
+    /// For statements a loop runs many times: PostgreSQL then plans them once instead
+    /// of on every call. The cache lives as long as the connection.
+    @discardableResult
+    public func queryPrepared(_ sql: String, _ parameters: [String?] = []) throws -> PostgresResult {
+        let connection = try requireHandle(operation: "query")
+        let name: String
+        if let existing = preparedStatements[sql] {
+            name = existing
+        } else {
+            name = "action_triggers_\(preparedStatements.count + 1)"
+            _ = try consume(
+                PQprepare(connection, name, sql, Int32(parameters.count), nil), connection: connection, operation: "prepare")
+            preparedStatements[sql] = name
+        }
+        let result = withOptionalCStringArray(parameters) { parameterPointers in
+            PQexecPrepared(connection, name, Int32(parameters.count), parameterPointers, nil, nil, 0)
         }
         return try consume(result, connection: connection, operation: "query")
     }

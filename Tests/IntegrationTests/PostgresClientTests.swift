@@ -129,3 +129,26 @@ struct PostgresClientTests {
         #expect(lost?.isConnectionLost == true)
     }
 }
+
+@Suite("PostgresConnection.queryPrepared")
+struct PreparedStatementTests {
+    @Test("prepares once and reuses the statement")
+    func reuse() throws {
+        let connection = try PostgresConnection(conninfo: try TestEnvironment.adminDatabaseURL(), applicationName: "client-test")
+        let sql = "SELECT $1::int + 1 AS next"
+
+        for value in 1...3 {
+            #expect(try connection.queryPrepared(sql, [String(value)]).singleRow().int("next") == value + 1)
+        }
+        let prepared = try connection.query("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement = $1", [sql])
+        #expect(try prepared.singleRow().int("n") == 1)
+    }
+
+    @Test("a failing prepared statement keeps the connection")
+    func failure() throws {
+        let connection = try PostgresConnection(conninfo: try TestEnvironment.adminDatabaseURL(), applicationName: "client-test")
+
+        #expect(throws: PostgresError.self) { try connection.queryPrepared("SELECT 1 / $1::int AS x", ["0"]) }
+        #expect(try connection.queryPrepared("SELECT 1 / $1::int AS x", ["1"]).singleRow().int("x") == 1)
+    }
+}
