@@ -49,6 +49,7 @@ STATEMENT_NAMES = [
     ("WITH due AS", "delivery worker: claim"),
     ("jsonb_to_recordset", "delivery worker: record attempts"),
     ("min(next_attempt_at)", "delivery worker: next due time"),
+    ("sync_triggers", "dispatcher: sync capture triggers"),
 ]
 
 
@@ -479,8 +480,8 @@ def stage_latencies(run, commits, first_receipt):
 
     event.dispatched_at is now() of the dispatcher's transaction, so it is when that
     transaction started, and can precede the client's commit time by a little.
-    delivery_attempt.started_at is when the delivery worker began sending the batch
-    that contained the row, after its claim returned.
+    delivery_attempt.started_at is when the delivery worker started the row's
+    request, after its claim returned.
     """
     rows = run.connection.execute(
         "SELECT (e.new_row ->> 'id')::bigint, extract(epoch FROM e.dispatched_at)::float8, "
@@ -584,11 +585,11 @@ def print_metric_table(options, results):
         ("steady", steady_label, "commit to receipt p99 (ms)", "latency_p99_ms", 1),
         ("steady", steady_label, "commit to receipt max (ms)", "latency_max_ms", 1),
         ("steady", steady_label, "stage p50: commit to dispatch start (ms)", "commit_to_dispatch_p50_ms", 1),
-        ("steady", steady_label, "stage p50: dispatch start to batch send start (ms)", "dispatch_to_send_p50_ms", 1),
-        ("steady", steady_label, "stage p50: batch send start to receipt (ms)", "send_to_receipt_p50_ms", 1),
+        ("steady", steady_label, "stage p50: dispatch start to request start (ms)", "dispatch_to_send_p50_ms", 1),
+        ("steady", steady_label, "stage p50: request start to receipt (ms)", "send_to_receipt_p50_ms", 1),
         ("steady", steady_label, "stage p99: commit to dispatch start (ms)", "commit_to_dispatch_p99_ms", 1),
-        ("steady", steady_label, "stage p99: dispatch start to batch send start (ms)", "dispatch_to_send_p99_ms", 1),
-        ("steady", steady_label, "stage p99: batch send start to receipt (ms)", "send_to_receipt_p99_ms", 1),
+        ("steady", steady_label, "stage p99: dispatch start to request start (ms)", "dispatch_to_send_p99_ms", 1),
+        ("steady", steady_label, "stage p99: request start to receipt (ms)", "send_to_receipt_p99_ms", 1),
     ]
     for scenario, label in (("burst", burst_label), ("backlog", backlog_label), ("steady", steady_label)):
         for name, key in (("duplicate requests", "duplicates"), ("deliveries retried", "retried"),
