@@ -1,6 +1,6 @@
 import Foundation
 
-/// Checks a `DATABASE_URL` before libpq sees it.
+/// Checks a `DATABASE_URL` before libpq parses it.
 ///
 /// libpq reads a bare word as a database name and reports a missing Unix socket,
 /// which hides the real mistake. The value itself never appears in the message,

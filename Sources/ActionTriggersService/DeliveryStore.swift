@@ -14,7 +14,7 @@ struct ClaimedDelivery {
     let headers: String
     let timeoutSecs: Double?
     let payloadTemplate: String?
-    /// Why the URL may not be connected to now, from `action_triggers.webhook_url_error`.
+    /// The reason the URL may not be connected to now, from `action_triggers.webhook_url_error`.
     let urlError: String?
     let event: CapturedEvent
 }
