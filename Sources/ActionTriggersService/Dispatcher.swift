@@ -35,7 +35,10 @@ final class Dispatcher: Sendable {
                 (event_id, config_id, webhook_id, url, http_method, headers, timeout_secs, payload)
             SELECT DISTINCT ON (b.id, w.id) b.id, c.id, w.id, w.url, w.http_method, w.headers, w.timeout_secs, c.payload
             FROM batch b
-            JOIN action_triggers.config_content_type ct ON ct.table_oid = b.table_oid
+            -- pg_partition_ancestors lists a partition and its parents, and nothing for a plain table.
+            JOIN action_triggers.config_content_type ct
+              ON ct.table_oid = b.table_oid
+              OR ct.table_oid IN (SELECT relid FROM pg_partition_ancestors(b.table_oid))
             JOIN action_triggers.config c ON c.id = ct.config_id AND c.active
             JOIN action_triggers.config_signal s ON s.config_id = c.id AND s.signal = b.signal
             JOIN action_triggers.webhook w ON w.config_id = c.id
@@ -62,14 +65,17 @@ final class Dispatcher: Sendable {
         let loop = ReconnectingLoop(
             conninfo: conninfo, applicationName: "action-triggers/dispatcher", logger: logger, stop: stop)
         var reportedProblems: [String] = []
+        let syncInterval = Duration.milliseconds(Int64(settings.pollInterval * 1000))
         loop.run { connection, _ in
             try syncTriggers(connection, reported: &reportedProblems)
+            var lastSync = ContinuousClock.now
             while !stop.isSet {
                 try dispatchAll(connection)
                 // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
-                let woken = wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
-                if !woken {
+                wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
+                if ContinuousClock.now - lastSync >= syncInterval {
                     try syncTriggers(connection, reported: &reportedProblems)
+                    lastSync = .now
                 }
             }
         }
@@ -77,14 +83,16 @@ final class Dispatcher: Sendable {
 
     /// Repairs the capture triggers and logs configured tables that are missing.
     ///
-    /// Runs at start and on every idle poll, so a table that was dropped and created
-    /// again, or restored from a dump, gets its triggers back without a config change.
-    /// Each problem is logged when it appears, not on every poll.
+    /// Runs at start and then every poll interval, however busy the service is, so a
+    /// table that was dropped and created again gets its triggers back without a config
+    /// change. A table locked for more than 200 ms is skipped until the next run, so
+    /// the repair never queues the application's writes behind it for long. Each
+    /// problem is logged when it appears, not on every run.
     private func syncTriggers(_ connection: PostgresConnection, reported: inout [String]) throws {
         let problems: [String]
         do {
             let text = try connection.query(
-                "SELECT array_to_json(action_triggers.sync_triggers())::text AS problems").singleRow().string("problems")
+                "SELECT array_to_json(action_triggers.sync_triggers(200))::text AS problems").singleRow().string("problems")
             problems = try JSONDecoder().decode([String].self, from: Data(text.utf8))
         } catch let error as PostgresError where !error.isConnectionLost {
             let message = "capture triggers could not be updated: \(error)"

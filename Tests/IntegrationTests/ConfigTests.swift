@@ -73,12 +73,22 @@ struct ConfigTests {
 
         try harness.database.query("DROP TABLE myapp_customer CASCADE")
         try await service.waitForLog("msg=\"configured table is missing\"")
+        try harness.createConfig(harness.markerConfig())
         try harness.database.query("CREATE TABLE myapp_customer (id bigserial PRIMARY KEY, name text NOT NULL, email text NOT NULL)")
-        try await service.waitForLog("msg=\"capture triggers are in sync again\"")
+        // Steady traffic on another table keeps the dispatcher busy; the repair must run anyway.
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !service.log.contains("msg=\"capture triggers are in sync again\"") && ContinuousClock.now < deadline {
+            try harness.database.query("INSERT INTO myapp_product (name, description) VALUES ('traffic', '')")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await service.waitForLog("msg=\"capture triggers are in sync again\"", timeout: .seconds(1))
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('after', 'a@example.com')")
-        let requests = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
+        try await harness.waitUntil("the customer inserted after the repair arrives") {
+            harness.requests(to: "/customer").count >= 2
+        }
 
-        #expect(try jsonObject(requests[1])["name"] as? String == "after")
+        let customers = harness.requests(to: "/customer")
+        #expect(try customers.map { try jsonObject($0)["name"] as? String } == ["before", "after"])
         #expect(service.log.contains("table public.myapp_customer of model myapp.Customer does not exist"))
     }
 
@@ -102,6 +112,58 @@ struct ConfigTests {
         #expect(try problems.int("n") == 0)
         #expect(try connection.query(arguments).singleRow().string("args") == correct)
         #expect(correct.hasPrefix("post_save\\000"))
+    }
+
+    @Test("locked table is skipped, then repaired")
+    func lockedTableSkipped() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+        let configID = try harness.createConfig(harness.exampleOneConfig())
+        let triggerCount = "SELECT count(*) AS n FROM pg_trigger WHERE tgrelid = 'myapp_customer'::regclass AND NOT tgisinternal"
+
+        // Deactivate without the automatic sync, so the triggers are left for sync_triggers to drop.
+        try connection.execute("SET action_triggers.syncing = 'on'")
+        try connection.query("UPDATE action_triggers.config SET active = false WHERE id = $1", [String(configID)])
+        try connection.execute("RESET action_triggers.syncing")
+        let holder = try harness.database.connect()
+        try holder.execute("BEGIN")
+        try holder.execute("LOCK TABLE myapp_customer IN ACCESS EXCLUSIVE MODE")
+        let whileLocked = try connection.query("SELECT array_to_json(action_triggers.sync_triggers(100))::text AS problems").singleRow()
+        try holder.execute("COMMIT")
+        let afterUnlock = try connection.query("SELECT cardinality(action_triggers.sync_triggers(100)) AS n").singleRow()
+
+        #expect(whileLocked["problems"]?.contains("table public.myapp_customer is locked by another transaction") == true, "problems: \(whileLocked["problems"] ?? "NULL")")
+        #expect(try afterUnlock.int("n") == 0)
+        #expect(try connection.query(triggerCount).singleRow().int("n") == 0)
+        #expect(try connection.query("SHOW lock_timeout").singleRow()["lock_timeout"] == "0")
+    }
+
+    @Test("register_model rejects views")
+    func registerModelRejectsViews() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+        try connection.execute("CREATE VIEW customer_view AS SELECT * FROM myapp_customer")
+
+        do {
+            try connection.query("SELECT action_triggers.register_model('myapp', 'CustomerView', 'customer_view')")
+            Issue.record("register_model accepted a view")
+        } catch let error as PostgresError {
+            #expect(error.message == "customer_view is not a table: capture triggers need a table or a partitioned table")
+        }
+    }
+
+    @Test("plain SQL cannot store an absurd timeout")
+    func plainSQLTimeoutRange() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+        let configID = try harness.createConfig(harness.exampleOneConfig())
+
+        #expect(throws: PostgresError.self) {
+            try connection.query("UPDATE action_triggers.webhook SET timeout_secs = 1e300 WHERE config_id = $1", [String(configID)])
+        }
     }
 
     @Test("get_config returns the stored body with its id")

@@ -82,7 +82,7 @@ struct PostgresClientTests {
                 throw Abort()
             }
         }
-        try connection.transaction { connection in
+        _ = try connection.transaction { connection in
             try connection.query("INSERT INTO items VALUES ('kept')")
         }
 

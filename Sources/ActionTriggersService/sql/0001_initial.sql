@@ -60,8 +60,7 @@ CREATE TABLE action_triggers.webhook (
     url text NOT NULL,
     http_method text NOT NULL CHECK (http_method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')),
     headers jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(headers) = 'object'),
-    -- NaN compares greater than every number in PostgreSQL, so it is excluded by name.
-    timeout_secs double precision CHECK (timeout_secs >= 0 AND timeout_secs < 'Infinity' AND timeout_secs <> 'NaN')
+    timeout_secs double precision CHECK (timeout_secs BETWEEN 0 AND 86400)
 );
 CREATE INDEX webhook_config ON action_triggers.webhook (config_id);
 
@@ -72,7 +71,7 @@ CREATE TABLE action_triggers.msg_broker_queue (
     name text NOT NULL,
     conn_details jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(conn_details) = 'object'),
     parameters jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(parameters) = 'object'),
-    timeout_secs double precision CHECK (timeout_secs >= 0 AND timeout_secs < 'Infinity' AND timeout_secs <> 'NaN')
+    timeout_secs double precision CHECK (timeout_secs BETWEEN 0 AND 86400)
 );
 CREATE INDEX msg_broker_queue_config ON action_triggers.msg_broker_queue (config_id);
 
@@ -80,7 +79,8 @@ CREATE INDEX msg_broker_queue_config ON action_triggers.msg_broker_queue (config
 -- the application's transaction, so it exists exactly when the change commits.
 CREATE TABLE action_triggers.event (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    -- The configured table (the parent, for a partition).
+    -- The table written (TG_RELID): a partition's own oid, which the dispatcher maps
+    -- to the configured parent.
     table_oid oid NOT NULL,
     signal text NOT NULL,
     operation text NOT NULL,
@@ -155,13 +155,13 @@ AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO action_triggers.event (table_oid, signal, operation, new_row)
-        VALUES (TG_ARGV[1]::oid, TG_ARGV[0], TG_OP, to_jsonb(NEW));
+        VALUES (TG_RELID, TG_ARGV[0], TG_OP, to_jsonb(NEW));
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO action_triggers.event (table_oid, signal, operation, new_row, old_row)
-        VALUES (TG_ARGV[1]::oid, TG_ARGV[0], TG_OP, to_jsonb(NEW), to_jsonb(OLD));
+        VALUES (TG_RELID, TG_ARGV[0], TG_OP, to_jsonb(NEW), to_jsonb(OLD));
     ELSE
         INSERT INTO action_triggers.event (table_oid, signal, operation, old_row)
-        VALUES (TG_ARGV[1]::oid, TG_ARGV[0], TG_OP, to_jsonb(OLD));
+        VALUES (TG_RELID, TG_ARGV[0], TG_OP, to_jsonb(OLD));
     END IF;
     PERFORM pg_notify('action_triggers_wakeup', '');
     IF TG_OP = 'DELETE' THEN
@@ -172,19 +172,23 @@ END
 $$;
 
 -- Creates the capture triggers that active configs need, drops the rest, and
--- returns one message per active content type whose table does not exist.
+-- returns one message per active content type whose table does not exist or could
+-- not be locked.
 --
 -- Tables are looked up by their stored names first, so a table that was dropped and
--- created again, or restored from a dump, gets its triggers back. Trigger names are
--- action_triggers_<signal>; each trigger passes its signal and the configured table's
--- oid, which partitions inherit from their parent. A trigger whose arguments are
--- stale (a restored dump keeps the old oid) is created again.
-CREATE FUNCTION action_triggers.sync_triggers() RETURNS text[]
+-- created again gets its triggers back. Trigger names are action_triggers_<signal>
+-- and the one argument is the signal; a trigger with other arguments (from an older
+-- layout) is created again. With lock_timeout_ms, a table that stays locked longer
+-- is skipped and reported instead of stalling the caller; without it, DDL waits as
+-- usual. The service passes a timeout, config changes do not.
+CREATE FUNCTION action_triggers.sync_triggers(lock_timeout_ms integer DEFAULT NULL) RETURNS text[]
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     wanted record;
     existing record;
-    problems text[];
+    problems text[] := '{}';
+    missing text[];
+    previous_lock_timeout text := current_setting('lock_timeout');
 BEGIN
     -- One session at a time, so two concurrent config changes cannot both create a trigger.
     PERFORM pg_advisory_xact_lock(hashtext('action_triggers.sync_triggers'));
@@ -195,15 +199,9 @@ BEGIN
     SET table_oid = to_regclass(format('%I.%I', ct.schema_name, ct.table_name))::oid
     WHERE ct.table_oid IS DISTINCT FROM to_regclass(format('%I.%I', ct.schema_name, ct.table_name))::oid;
 
-    CREATE TEMP TABLE IF NOT EXISTS action_triggers_wanted (table_oid oid, signal text, args bytea) ON COMMIT DROP;
-    TRUNCATE action_triggers_wanted;
-    INSERT INTO action_triggers_wanted
-    SELECT DISTINCT ct.table_oid, s.signal,
-           convert_to(s.signal, 'UTF8') || '\x00'::bytea || convert_to(ct.table_oid::text, 'UTF8') || '\x00'::bytea
-    FROM action_triggers.config c
-    JOIN action_triggers.config_content_type ct ON ct.config_id = c.id
-    JOIN action_triggers.config_signal s ON s.config_id = c.id
-    WHERE c.active AND ct.table_oid IS NOT NULL;
+    IF lock_timeout_ms IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', lock_timeout_ms || 'ms', true);
+    END IF;
 
     FOR existing IN
         SELECT t.tgrelid, t.tgname
@@ -211,43 +209,65 @@ BEGIN
         WHERE t.tgfoid = 'action_triggers.capture()'::regprocedure
           AND t.tgparentid = 0
           AND NOT EXISTS (
-              SELECT 1 FROM action_triggers_wanted w
-              WHERE w.table_oid = t.tgrelid AND 'action_triggers_' || w.signal = t.tgname AND w.args = t.tgargs)
+              SELECT 1
+              FROM action_triggers.config c
+              JOIN action_triggers.config_content_type ct ON ct.config_id = c.id
+              JOIN action_triggers.config_signal s ON s.config_id = c.id
+              WHERE c.active AND ct.table_oid = t.tgrelid AND 'action_triggers_' || s.signal = t.tgname
+                AND t.tgargs = convert_to(s.signal, 'UTF8') || '\x00'::bytea)
     LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', existing.tgname, existing.tgrelid::regclass);
+        BEGIN
+            EXECUTE format('DROP TRIGGER %I ON %s', existing.tgname, existing.tgrelid::regclass);
+        EXCEPTION WHEN lock_not_available THEN
+            problems := problems || format(
+                'table %s is locked by another transaction, so its capture triggers are updated on the next poll',
+                existing.tgrelid::regclass);
+        END;
     END LOOP;
 
     FOR wanted IN
-        SELECT w.table_oid, w.signal
-        FROM action_triggers_wanted w
-        WHERE NOT EXISTS (
-            SELECT 1 FROM pg_trigger t
-            WHERE t.tgrelid = w.table_oid AND t.tgname = 'action_triggers_' || w.signal)
+        SELECT DISTINCT ct.table_oid, s.signal
+        FROM action_triggers.config c
+        JOIN action_triggers.config_content_type ct ON ct.config_id = c.id
+        JOIN action_triggers.config_signal s ON s.config_id = c.id
+        WHERE c.active AND ct.table_oid IS NOT NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM pg_trigger t
+              WHERE t.tgrelid = ct.table_oid AND t.tgname = 'action_triggers_' || s.signal)
     LOOP
-        EXECUTE format(
-            'CREATE TRIGGER %I %s ON %s FOR EACH ROW EXECUTE FUNCTION action_triggers.capture(%L, %L)',
-            'action_triggers_' || wanted.signal,
-            CASE wanted.signal
-                WHEN 'pre_save' THEN 'BEFORE INSERT OR UPDATE'
-                WHEN 'post_save' THEN 'AFTER INSERT OR UPDATE'
-                WHEN 'pre_delete' THEN 'BEFORE DELETE'
-                ELSE 'AFTER DELETE'
-            END,
-            wanted.table_oid::regclass,
-            wanted.signal,
-            wanted.table_oid::text);
+        BEGIN
+            EXECUTE format(
+                'CREATE TRIGGER %I %s ON %s FOR EACH ROW EXECUTE FUNCTION action_triggers.capture(%L)',
+                'action_triggers_' || wanted.signal,
+                CASE wanted.signal
+                    WHEN 'pre_save' THEN 'BEFORE INSERT OR UPDATE'
+                    WHEN 'post_save' THEN 'AFTER INSERT OR UPDATE'
+                    WHEN 'pre_delete' THEN 'BEFORE DELETE'
+                    ELSE 'AFTER DELETE'
+                END,
+                wanted.table_oid::regclass,
+                wanted.signal);
+        EXCEPTION WHEN lock_not_available THEN
+            problems := problems || format(
+                'table %s is locked by another transaction, so its capture triggers are updated on the next poll',
+                wanted.table_oid::regclass);
+        END;
     END LOOP;
+
+    IF lock_timeout_ms IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', previous_lock_timeout, true);
+    END IF;
 
     SELECT array_agg(format('config %s: table %I.%I of model %s.%s does not exist, so its changes are not captured',
                             ct.config_id, ct.schema_name, ct.table_name, ct.app_label, ct.model_name)
                      ORDER BY ct.config_id, ct.position)
-    INTO problems
+    INTO missing
     FROM action_triggers.config_content_type ct
     JOIN action_triggers.config c ON c.id = ct.config_id
     WHERE c.active AND ct.table_oid IS NULL;
 
     PERFORM set_config('action_triggers.syncing', 'off', true);
-    RETURN coalesce(problems, '{}');
+    RETURN coalesce(missing, '{}') || problems;
 END
 $$;
 
@@ -443,6 +463,10 @@ BEGIN
     IF coalesce(app_label, '') = '' OR coalesce(model_name, '') = '' OR table_name IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'register_model needs a non-empty app_label, a non-empty model_name and a table';
+    END IF;
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = table_name) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('%s is not a table: capture triggers need a table or a partitioned table', table_name);
     END IF;
     SELECT n.nspname, c.relname INTO schema_part, table_part
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
