@@ -27,6 +27,7 @@ let package = Package(
         .executableTarget(name: "action-triggers", dependencies: ["ActionTriggersService", "Logging"]),
 
         .testTarget(name: "ActionTriggersCoreTests", dependencies: ["ActionTriggersCore"]),
+        .testTarget(name: "LoggingTests", dependencies: ["Logging"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ActionTriggersService", "PostgresClient", "Logging"]

@@ -9,8 +9,9 @@ public struct RetryPolicy: Sendable, Equatable {
     /// The fraction of each wait that is randomized, from 0 (none) to 1.
     public var jitter: Double
 
-    /// Five attempts at about 5 s, 10 s, 20 s and 40 s after the first, each shortened by up to 20 %.
-    public static let `default` = RetryPolicy(maxAttempts: 5, baseDelay: 5, maxDelay: 3600, jitter: 0.2)
+    /// Fifteen attempts: waits of 5 s doubling to the 1 h cap, each shortened by up to 20 %,
+    /// so a receiver may be down for about 4.3 to 5.4 hours before a delivery is dead.
+    public static let `default` = RetryPolicy(maxAttempts: 15, baseDelay: 5, maxDelay: 3600, jitter: 0.2)
 
     public init(maxAttempts: Int, baseDelay: Double, maxDelay: Double, jitter: Double) {
         self.maxAttempts = maxAttempts

@@ -26,6 +26,8 @@ final class DeliveryWorker: Sendable {
         /// The soonest retry among the recorded attempts, so the next claim is not later.
         var earliestRetry: ContinuousClock.Instant?
         var nextTag = 0
+        /// Ten lines per outcome kind every ten seconds; the rest are counted.
+        var logLimiter = LogRateLimiter(maxLines: 10, per: .seconds(10))
     }
 
     init(
@@ -173,7 +175,7 @@ final class DeliveryWorker: Sendable {
     ) {
         let decision = decideDelivery(
             after: result, attempt: delivery.attempt, policy: settings.retry, random: Double.random(in: 0..<1))
-        log(decision, for: delivery)
+        log(decision, for: delivery, limiter: &state.logLimiter)
         if case .retry(let delay, _) = decision {
             let retryAt = ContinuousClock.now + .milliseconds(Int64(delay * 1000))
             state.earliestRetry = min(state.earliestRetry ?? retryAt, retryAt)
@@ -223,31 +225,38 @@ final class DeliveryWorker: Sendable {
         return min(configured, settings.maxWebhookTimeout)
     }
 
-    private func log(_ decision: DeliveryDecision, for delivery: ClaimedDelivery) {
+    private func log(_ decision: DeliveryDecision, for delivery: ClaimedDelivery, limiter: inout LogRateLimiter) {
+        let level: Logger.Level
+        let message: String
+        var error: String?
+        var retryDelay: Int64?
         switch decision {
         case .succeeded:
-            logger.debug("delivered", metadata(delivery))
+            level = .debug
+            message = "delivered"
         case .retry(let delay, let reason):
-            logger.warning("delivery attempt failed, will retry", [
-                "delivery.id": delivery.id, "event.id": delivery.eventID, "webhook.id": delivery.webhookID,
-                "delivery.attempt": delivery.attempt, "retry.delay_ms": Int64(delay * 1000), "error": reason,
-            ])
+            level = .warning
+            message = "delivery attempt failed, will retry"
+            error = reason
+            retryDelay = Int64(delay * 1000)
         case .failed(let reason):
-            logger.error("delivery failed, not retrying", [
-                "delivery.id": delivery.id, "event.id": delivery.eventID, "webhook.id": delivery.webhookID,
-                "delivery.attempt": delivery.attempt, "error": reason,
-            ])
+            level = .error
+            message = "delivery failed, not retrying"
+            error = reason
         case .dead(let reason):
-            logger.error("delivery dead after last attempt", [
-                "delivery.id": delivery.id, "event.id": delivery.eventID, "webhook.id": delivery.webhookID,
-                "delivery.attempt": delivery.attempt, "error": reason,
-            ])
+            level = .error
+            message = "delivery dead after last attempt"
+            error = reason
         }
-    }
+        guard level >= logger.level else { return }
 
-    private func metadata(_ delivery: ClaimedDelivery) -> Logger.Metadata {
-        ["delivery.id": delivery.id, "event.id": delivery.eventID, "webhook.id": delivery.webhookID,
-         "delivery.attempt": delivery.attempt]
+        let (admitted, suppressed) = limiter.admit(message)
+        guard admitted else { return }
+        logger.log(level, message, [
+            "delivery.id": delivery.id, "event.id": delivery.eventID, "webhook.id": delivery.webhookID,
+            "delivery.attempt": delivery.attempt, "retry.delay_ms": retryDelay, "error": error,
+            "log.suppressed": suppressed > 0 ? suppressed : nil,
+        ])
     }
 
     private static func record(

@@ -5,7 +5,7 @@ import PostgresClient
 ///
 /// Failures are logged as warnings with the error and attempt number: the first three
 /// of an outage, then every tenth, so a long outage cannot flood the log. The first
-/// connection after failures is logged as `reconnected`. The backoff grows with every
+/// connection after failures is logged as `reconnected`, with the same limit. The backoff grows with every
 /// failure until a connection has worked for `healthyAfter`, so a database that accepts
 /// connections but fails every query is not retried in a tight loop.
 struct ReconnectingLoop {
@@ -33,7 +33,7 @@ struct ReconnectingLoop {
                 let connection = try PostgresConnection(conninfo: conninfo, applicationName: applicationName)
                 connectedAt = .now
                 let afterFailure = failures > 0
-                if afterFailure {
+                if afterFailure && (failures <= 3 || failures % 10 == 0) {
                     logger.info("reconnected", ["reconnect.attempts": failures])
                 }
                 try body(connection, afterFailure)

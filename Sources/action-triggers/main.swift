@@ -90,6 +90,9 @@ func parseFlags(_ arguments: ArraySlice<String>, allowed: Set<String>, command: 
             }
             value = arguments[index]
         }
+        guard !value.isEmpty else {
+            fail("--\(name) needs a non-empty value; see action-triggers \(command) --help", usageError: true)
+        }
         flags[name] = value
         index += 1
     }
@@ -192,7 +195,11 @@ case "version", "--version":
     _ = parseFlags(rest, allowed: [], command: "version")
     print(Version.current)
 case "--help", "-h", "help":
-    print(usage)
+    if let topic = rest.first, let help = commandHelp[topic] {
+        print(help)
+    } else {
+        print(usage)
+    }
 default:
     fail("unknown command \"\(command)\"; commands: serve, migrate, version", usageError: true)
 }

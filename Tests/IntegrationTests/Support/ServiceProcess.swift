@@ -17,7 +17,7 @@ final class ServiceProcess {
         logFile = directory.appendingPathComponent("service.log")
         settingsFile = directory.appendingPathComponent("settings.json")
         try Data(settings.utf8).write(to: settingsFile)
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
 
         process.executableURL = TestEnvironment.serviceBinary
         process.arguments = ["serve"]
