@@ -13,15 +13,19 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Fixed-argument wrappers for libcurl's variadic setters, which Swift cannot call.
         .target(name: "CCurlShim", dependencies: ["CCurl"]),
+        .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
+        // Starts libmicrohttpd (MHD_start_daemon is variadic) and assembles whole requests.
+        .target(name: "CHTTPServerShim", dependencies: ["CMicroHTTPD"]),
 
         .target(name: "Logging"),
         .target(name: "PostgresClient", dependencies: ["CLibPQ"]),
         .target(name: "HTTPClient", dependencies: ["CCurl", "CCurlShim"]),
+        .target(name: "HTTPServer", dependencies: ["CHTTPServerShim"]),
         // The domain: configs, settings, policies. No I/O.
         .target(name: "ActionTriggersCore"),
         .target(
             name: "ActionTriggersService",
-            dependencies: ["ActionTriggersCore", "PostgresClient", "HTTPClient", "Logging"],
+            dependencies: ["ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "Logging"],
             resources: [.copy("sql")]
         ),
         .executableTarget(name: "action-triggers", dependencies: ["ActionTriggersService", "Logging"]),

@@ -18,6 +18,7 @@ final class DeliveryWorker: Sendable {
     private let logger: Logger
     private let stop: StopFlag
     private let wake: WakeSignal
+    private let health: ServiceHealth
 
     /// Requests in flight and outcomes not yet written to the delivery log.
     private struct PipelineState {
@@ -32,8 +33,9 @@ final class DeliveryWorker: Sendable {
 
     init(
         conninfo: String, settings: Settings, renderer: any PayloadRendering,
-        logger: Logger, stop: StopFlag, wake: WakeSignal
+        logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth
     ) {
+        self.health = health
         self.conninfo = conninfo
         self.settings = settings
         self.renderer = renderer
@@ -56,7 +58,8 @@ final class DeliveryWorker: Sendable {
 
         var state = PipelineState()
         let loop = ReconnectingLoop(
-            conninfo: conninfo, applicationName: "action-triggers/delivery", logger: logger, stop: stop)
+            conninfo: conninfo, applicationName: "action-triggers/delivery", logger: logger, stop: stop,
+            health: (health, .delivery))
         loop.run(
             waitBeforeRetry: { delay in
                 // Requests in flight keep moving while the database is away.
@@ -82,6 +85,7 @@ final class DeliveryWorker: Sendable {
 
     /// Records outcomes, claims into free slots and drives the requests until stopped and drained.
     private func runPipeline(_ connection: PostgresConnection, client: HTTPClient, state: inout PipelineState) throws {
+        health.set(.delivery, ready: true)
         var claimAt = ContinuousClock.now
         let pollInterval = Duration.milliseconds(Int64(settings.pollInterval * 1000))
 

@@ -15,6 +15,7 @@ final class Dispatcher: Sendable {
     private let stop: StopFlag
     private let wake: WakeSignal
     private let onDeliveriesCreated: @Sendable () -> Void
+    private let health: ServiceHealth
 
     static let dispatchSQL = """
         WITH batch AS (
@@ -49,9 +50,10 @@ final class Dispatcher: Sendable {
         """
 
     init(
-        conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal,
+        conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth,
         onDeliveriesCreated: @escaping @Sendable () -> Void
     ) {
+        self.health = health
         self.conninfo = conninfo
         self.settings = settings
         self.logger = logger
@@ -63,11 +65,13 @@ final class Dispatcher: Sendable {
     /// Runs until the stop flag is set; meant for a dedicated thread.
     func run() {
         let loop = ReconnectingLoop(
-            conninfo: conninfo, applicationName: "action-triggers/dispatcher", logger: logger, stop: stop)
+            conninfo: conninfo, applicationName: "action-triggers/dispatcher", logger: logger, stop: stop,
+            health: (health, .dispatcher))
         var reportedProblems: [String] = []
         let syncInterval = Duration.milliseconds(Int64(settings.pollInterval * 1000))
         loop.run { connection, _ in
             try syncTriggers(connection, reported: &reportedProblems)
+            health.set(.dispatcher, ready: true)
             var lastSync = ContinuousClock.now
             while !stop.isSet {
                 try dispatchAll(connection)

@@ -13,8 +13,10 @@ final class Listener: Sendable {
     private let logger: Logger
     private let stop: StopFlag
     private let onWake: @Sendable () -> Void
+    private let health: ServiceHealth
 
-    init(conninfo: String, logger: Logger, stop: StopFlag, onWake: @escaping @Sendable () -> Void) {
+    init(conninfo: String, logger: Logger, stop: StopFlag, health: ServiceHealth, onWake: @escaping @Sendable () -> Void) {
+        self.health = health
         self.conninfo = conninfo
         self.logger = logger
         self.stop = stop
@@ -24,13 +26,15 @@ final class Listener: Sendable {
     /// Runs until the stop flag is set; meant for a dedicated thread.
     func run() {
         let loop = ReconnectingLoop(
-            conninfo: conninfo, applicationName: "action-triggers/listener", logger: logger, stop: stop)
+            conninfo: conninfo, applicationName: "action-triggers/listener", logger: logger, stop: stop,
+            health: (health, .listener))
         // While the listener is down, the dispatcher polls at every reconnect attempt.
         loop.run(waitBeforeRetry: { delay in
             self.onWake()
             self.stop.sleep(seconds: delay.seconds)
         }) { connection, afterFailure in
             try connection.listen(Self.channel)
+            health.set(.listener, ready: true)
             if !afterFailure {
                 logger.info("listening for changes", ["db.channel": Self.channel])
             }

@@ -13,6 +13,8 @@ struct ReconnectingLoop {
     let applicationName: String
     let logger: Logger
     let stop: StopFlag
+    /// The component marked not ready while its connection is failing.
+    let health: (ServiceHealth, ServiceHealth.Component)?
     var policy = ReconnectPolicy()
     var healthyAfter: Duration = .seconds(30)
 
@@ -39,6 +41,9 @@ struct ReconnectingLoop {
                 try body(connection, afterFailure)
                 return
             } catch {
+                if let (health, component) = health {
+                    health.set(component, ready: false)
+                }
                 if let connectedAt, ContinuousClock.now - connectedAt >= healthyAfter {
                     failures = 0
                 }

@@ -1,18 +1,25 @@
 import ActionTriggersCore
 import Foundation
+import HTTPServer
 import Logging
 import PostgresClient
+import Synchronization
 
 /// The running service: a listener, a dispatcher and a delivery worker, each on its own thread
-/// with its own database connection.
+/// with its own database connection, and an HTTP server for health and readiness.
 public final class Service: Sendable {
     public struct Configuration: Sendable {
         public var databaseURL: String
         public var settings: Settings
+        public var listen: ListenAddress
+        /// When set, requests under `/api/` need `Authorization: Bearer <token>`.
+        public var apiToken: String?
 
-        public init(databaseURL: String, settings: Settings) {
+        public init(databaseURL: String, settings: Settings, listen: ListenAddress, apiToken: String?) {
             self.databaseURL = databaseURL
             self.settings = settings
+            self.listen = listen
+            self.apiToken = apiToken
         }
     }
 
@@ -22,6 +29,8 @@ public final class Service: Sendable {
     private let finished = DispatchGroup()
     private let dispatcherWake = WakeSignal()
     private let deliveryWake = WakeSignal()
+    private let health = ServiceHealth()
+    private let httpServer = Mutex<HTTPServer?>(nil)
 
     public init(configuration: Configuration, logLevel: Logger.Level) {
         self.configuration = configuration
@@ -31,6 +40,12 @@ public final class Service: Sendable {
     /// Migrates the schema, publishes the settings' allowlists and starts the worker threads.
     public func start() throws {
         let logger = Logger(component: "service", level: logLevel)
+        let listen = configuration.listen
+        if !listen.isLoopback && (configuration.apiToken ?? "").isEmpty {
+            throw ServiceError.configuration(
+                "refusing to listen on \(listen.host):\(listen.port) without ACTION_TRIGGERS_API_TOKEN: "
+                    + "set a token, or listen on a loopback address such as 127.0.0.1")
+        }
         if configuration.settings.whitelistedWebhookEndpointPatterns == nil {
             logger.warning("whitelisted_webhook_endpoint_patterns is not set, so webhooks may target any http(s) URL")
         }
@@ -44,18 +59,32 @@ public final class Service: Sendable {
         let deliveryWake = self.deliveryWake
         let listener = Listener(
             conninfo: configuration.databaseURL, logger: Logger(component: "listener", level: logLevel), stop: stop,
-            onWake: { dispatcherWake.raise() })
+            health: health, onWake: { dispatcherWake.raise() })
         let dispatcher = Dispatcher(
             conninfo: configuration.databaseURL, settings: configuration.settings,
-            logger: Logger(component: "dispatcher", level: logLevel), stop: stop, wake: dispatcherWake,
+            logger: Logger(component: "dispatcher", level: logLevel), stop: stop, wake: dispatcherWake, health: health,
             onDeliveriesCreated: { deliveryWake.raise() })
         let worker = DeliveryWorker(
-            conninfo: configuration.databaseURL, settings: configuration.settings, renderer: RowImagePayload(), logger: Logger(component: "delivery", level: logLevel), stop: stop,
-            wake: deliveryWake)
+            conninfo: configuration.databaseURL, settings: configuration.settings, renderer: RowImagePayload(),
+            logger: Logger(component: "delivery", level: logLevel), stop: stop, wake: deliveryWake, health: health)
 
         startThread(named: "listener") { listener.run() }
         startThread(named: "dispatcher") { dispatcher.run() }
         startThread(named: "delivery") { worker.run() }
+
+        let endpoints = HTTPEndpoints(health: health, apiToken: configuration.apiToken)
+        let router = endpoints.makeRouter()
+        let server: HTTPServer
+        do {
+            server = try HTTPServer(host: listen.host, port: listen.port) { request in
+                endpoints.respond(to: request, with: router)
+            }
+        } catch {
+            _ = stopAndWait(timeout: configuration.settings.maxWebhookTimeout + 5)
+            throw ServiceError.startup("the HTTP server failed to start: \(error)")
+        }
+        httpServer.withLock { $0 = server }
+        logger.info("http server listening", ["http.address": "\(listen.host):\(server.port)"])
         logger.info("service started", ["version": Version.current])
     }
 
@@ -64,6 +93,10 @@ public final class Service: Sendable {
     /// An attempt in progress finishes first, bounded by its webhook timeout. A delivery
     /// whose result was not recorded is retried by the next instance after its lease.
     public func stopAndWait(timeout: Double) -> Bool {
+        httpServer.withLock { server in
+            server?.stop()
+            server = nil
+        }
         stop.set()
         dispatcherWake.raise()
         deliveryWake.raise()

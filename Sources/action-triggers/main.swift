@@ -136,9 +136,17 @@ func runServe(_ flags: [String: String]) -> Never {
     let level = logLevel()
     let logger = Logger(component: "service", level: level)
     let settings = loadSettings(flags)
-    let service = Service(configuration: .init(databaseURL: databaseURL(flags), settings: settings), logLevel: level)
-    // NOTE: the HTTP server (REST API, /metrics, /healthz) is not built yet, so --listen is accepted and unused.
-    _ = flags["listen"] ?? ProcessInfo.processInfo.environment["ACTION_TRIGGERS_LISTEN"]
+    let listenText = flags["listen"] ?? ProcessInfo.processInfo.environment["ACTION_TRIGGERS_LISTEN"] ?? "127.0.0.1:8080"
+    let listen: ListenAddress
+    do {
+        listen = try ListenAddress.parse(listenText.isEmpty ? "127.0.0.1:8080" : listenText)
+    } catch {
+        fail("invalid --listen or \(error.description.replacingOccurrences(of: "invalid settings: ", with: ""))", usageError: true)
+    }
+    let token = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_API_TOKEN"]
+    let service = Service(
+        configuration: .init(databaseURL: databaseURL(flags), settings: settings, listen: listen, apiToken: token),
+        logLevel: level)
 
     do {
         try service.start()

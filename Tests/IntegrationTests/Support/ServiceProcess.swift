@@ -25,6 +25,9 @@ final class ServiceProcess {
         environment["DATABASE_URL"] = databaseURL
         environment["ACTION_TRIGGERS_SETTINGS"] = settingsFile.path
         environment["ACTION_TRIGGERS_LOG_LEVEL"] = "debug"
+        // Port 0: each test's service gets a free port, logged as http.address.
+        environment["ACTION_TRIGGERS_LISTEN"] = "127.0.0.1:0"
+        environment["ACTION_TRIGGERS_API_TOKEN"] = nil
         for (key, value) in extra {
             environment[key] = value
         }
@@ -66,6 +69,17 @@ final class ServiceProcess {
     /// Waits for the service to finish starting: migrated, listening and ready to deliver.
     func waitUntilReady() async throws {
         try await waitForLog("msg=\"listening for changes\"")
+    }
+
+    /// Returns the base URL of the service's HTTP server, read from its start-up log line.
+    func httpBaseURL() async throws -> String {
+        try await waitForLog("msg=\"http server listening\"")
+        guard let line = log.split(separator: "\n").first(where: { $0.contains("msg=\"http server listening\"") }),
+              let range = line.range(of: "http.address=") else {
+            throw ServiceProcessError(description: "no http.address in the log:\n\(log)")
+        }
+        let address = line[range.upperBound...].prefix { $0 != " " }
+        return "http://\(address)"
     }
 
     /// Sends a signal and waits for the process to exit.

@@ -67,6 +67,13 @@ final class TestDatabase {
         try connection.execute(script)
     }
 
+    /// Runs a statement on the server's admin database, for changes a database cannot make to itself.
+    func executeAsAdmin(_ sql: String) throws {
+        let admin = try PostgresConnection(conninfo: adminURL, applicationName: "integration-tests")
+        defer { admin.close() }
+        try admin.execute(sql)
+    }
+
     /// Drops the database, ending any connection still open to it.
     func drop() {
         guard let admin = try? PostgresConnection(conninfo: adminURL, applicationName: "integration-tests") else { return }

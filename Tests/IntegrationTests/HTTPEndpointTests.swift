@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The service's HTTP server: health, readiness, routing errors and the API token.
+@Suite("HTTP endpoints", .serialized)
+struct HTTPEndpointTests {
+    private func get(_ url: String, headers: [String: String] = [:], method: String = "GET") async throws -> (Int, String, HTTPURLResponse) {
+        var request = URLRequest(url: try #require(URL(string: url)))
+        request.httpMethod = method
+        for (name, value) in headers {
+            request.setValue(value, forHTTPHeaderField: name)
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = try #require(response as? HTTPURLResponse)
+        return (http.statusCode, String(decoding: data, as: UTF8.self), http)
+    }
+
+    @Test("health and readiness answer")
+    func healthAndReadiness() async throws {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        let base = try await service.httpBaseURL()
+
+        let (healthStatus, healthBody, healthResponse) = try await get(base + "/healthz")
+        #expect(healthStatus == 200)
+        #expect(healthBody == #"{"status": "ok"}"#)
+        #expect(healthResponse.value(forHTTPHeaderField: "Content-Type") == "application/json")
+        var readyStatus = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while readyStatus != 200 && ContinuousClock.now < deadline {
+            readyStatus = try await get(base + "/readyz/").0
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(readyStatus == 200)
+    }
+
+    @Test("readiness fails while the database is unreachable")
+    func notReadyWithoutDatabase() async throws {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        let base = try await service.httpBaseURL()
+        try harness.database.executeAsAdmin("ALTER DATABASE \(harness.database.name) ALLOW_CONNECTIONS false")
+        defer { _ = try? harness.database.executeAsAdmin("ALTER DATABASE \(harness.database.name) ALLOW_CONNECTIONS true") }
+
+        try harness.database.executeAsAdmin("""
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE application_name LIKE 'action-triggers/%' AND datname = '\(harness.database.name)'
+            """)
+        var status = 200
+        var body = ""
+        let deadline = ContinuousClock.now + .seconds(10)
+        while status != 503 && ContinuousClock.now < deadline {
+            (status, body, _) = try await get(base + "/readyz")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+
+        #expect(status == 503)
+        #expect(body.contains("\"status\": \"not ready\""))
+        #expect(body.contains("\"listener\""))
+    }
+
+    @Test("unknown paths and methods get 404 and 405")
+    func routingErrors() async throws {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        let base = try await service.httpBaseURL()
+
+        let (missingStatus, missingBody, _) = try await get(base + "/nothing-here")
+        let (methodStatus, methodBody, methodResponse) = try await get(base + "/healthz", method: "DELETE")
+
+        #expect(missingStatus == 404)
+        #expect(missingBody == #"{"detail": "Not found."}"#)
+        #expect(methodStatus == 405)
+        #expect(methodBody == #"{"detail": "Method \"DELETE\" not allowed."}"#)
+        #expect(methodResponse.value(forHTTPHeaderField: "Allow") == "GET")
+    }
+
+    @Test("API paths need the token when one is set")
+    func apiToken() async throws {
+        let harness = try Harness()
+        let service = try ServiceProcess(
+            databaseURL: harness.database.url, settings: Harness.settings(allowing: [harness.receiver]),
+            environment: ["ACTION_TRIGGERS_API_TOKEN": "s3cret-token"])
+        try await service.waitUntilReady()
+        let base = try await service.httpBaseURL()
+
+        let (missingStatus, _, missingResponse) = try await get(base + "/api/action-triggers")
+        let (wrongStatus, _, _) = try await get(base + "/api/action-triggers", headers: ["Authorization": "Bearer s3cret-tokeN"])
+        let (rightStatus, _, _) = try await get(base + "/api/action-triggers", headers: ["Authorization": "Bearer s3cret-token"])
+        let (healthStatus, _, _) = try await get(base + "/healthz")
+
+        #expect(missingStatus == 401)
+        #expect(missingResponse.value(forHTTPHeaderField: "WWW-Authenticate") == "Bearer")
+        #expect(wrongStatus == 401)
+        #expect(rightStatus == 404, "authenticated, and the API routes do not exist yet")
+        #expect(healthStatus == 200)
+        #expect(!service.log.contains("s3cret-token"))
+        service.stop()
+    }
+
+    @Test("non-loopback address without a token is refused")
+    func nonLoopbackWithoutToken() async throws {
+        let harness = try Harness()
+        let service = try ServiceProcess(
+            databaseURL: harness.database.url, settings: "{}", environment: ["ACTION_TRIGGERS_LISTEN": "0.0.0.0:0"])
+
+        try await harness.waitUntil("the service exits") { !service.isRunning }
+
+        #expect(service.terminationStatus == 1)
+        #expect(service.log.contains("refusing to listen on 0.0.0.0:0 without ACTION_TRIGGERS_API_TOKEN"))
+        #expect(!service.log.contains("http server listening"))
+    }
+}
