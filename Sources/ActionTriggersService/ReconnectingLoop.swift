@@ -33,6 +33,12 @@ struct ReconnectingLoop {
             var connectedAt: ContinuousClock.Instant?
             do {
                 let connection = try PostgresConnection(conninfo: conninfo, applicationName: applicationName)
+                // The service's own commits need not wait for the WAL flush: a crash can undo
+                // at most the last few dispatches or attempt records, which are then repeated
+                // (at least once, with the same webhook-id). The application's commits, which
+                // write the events, keep their own setting. Skipping the flush keeps the service
+                // from queueing the application's commits behind its own.
+                try connection.execute("SET synchronous_commit = off")
                 connectedAt = .now
                 let afterFailure = failures > 0
                 if afterFailure && (failures <= 3 || failures % 10 == 0) {
