@@ -18,6 +18,7 @@ let package = Package(
         .target(name: "CHTTPServerShim", dependencies: ["CMicroHTTPD"]),
 
         .target(name: "Logging"),
+        .target(name: "Metrics"),
         .target(name: "PostgresClient", dependencies: ["CLibPQ"]),
         .target(name: "HTTPClient", dependencies: ["CCurl", "CCurlShim"]),
         .target(name: "HTTPServer", dependencies: ["CHTTPServerShim"]),
@@ -25,13 +26,14 @@ let package = Package(
         .target(name: "ActionTriggersCore"),
         .target(
             name: "ActionTriggersService",
-            dependencies: ["ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "Logging"],
+            dependencies: ["ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "Logging", "Metrics"],
             resources: [.copy("sql")]
         ),
         .executableTarget(name: "action-triggers", dependencies: ["ActionTriggersService", "Logging"]),
 
         .testTarget(name: "ActionTriggersCoreTests", dependencies: ["ActionTriggersCore"]),
         .testTarget(name: "LoggingTests", dependencies: ["Logging"]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ActionTriggersService", "PostgresClient", "Logging"]

@@ -19,6 +19,7 @@ final class DeliveryWorker: Sendable {
     private let stop: StopFlag
     private let wake: WakeSignal
     private let health: ServiceHealth
+    private let metrics: ServiceMetrics
 
     /// Requests in flight and outcomes not yet written to the delivery log.
     private struct PipelineState {
@@ -33,9 +34,10 @@ final class DeliveryWorker: Sendable {
 
     init(
         conninfo: String, settings: Settings, renderer: any PayloadRendering,
-        logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth
+        logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth, metrics: ServiceMetrics
     ) {
         self.health = health
+        self.metrics = metrics
         self.conninfo = conninfo
         self.settings = settings
         self.renderer = renderer
@@ -59,7 +61,7 @@ final class DeliveryWorker: Sendable {
         var state = PipelineState()
         let loop = ReconnectingLoop(
             conninfo: conninfo, applicationName: "action-triggers/delivery", logger: logger, stop: stop,
-            health: (health, .delivery))
+            health: (health, .delivery), metrics: metrics)
         loop.run(
             waitBeforeRetry: { delay in
                 // Requests in flight keep moving while the database is away.
@@ -127,6 +129,7 @@ final class DeliveryWorker: Sendable {
                 wait = max(.zero, min(claimAt - .now, pollInterval))
             }
             collect(client.poll(timeout: wait), into: &state)
+            metrics.deliveriesInFlight.set(Int64(state.inFlight.count))
         }
     }
 
@@ -184,9 +187,11 @@ final class DeliveryWorker: Sendable {
             let retryAt = ContinuousClock.now + .milliseconds(Int64(delay * 1000))
             state.earliestRetry = min(state.earliestRetry ?? retryAt, retryAt)
         }
-        state.unrecorded.append(Self.record(
+        let record = Self.record(
             for: delivery, result: result, decision: decision, startedAt: startedAt.timeIntervalSince1970,
-            durationMs: durationMs))
+            durationMs: durationMs)
+        metrics.recordAttempt(outcome: record.outcome, durationSeconds: durationMs / 1000)
+        state.unrecorded.append(record)
     }
 
     private struct NotSent: Error {

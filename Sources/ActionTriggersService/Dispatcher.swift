@@ -16,6 +16,7 @@ final class Dispatcher: Sendable {
     private let wake: WakeSignal
     private let onDeliveriesCreated: @Sendable () -> Void
     private let health: ServiceHealth
+    private let metrics: ServiceMetrics
 
     static let dispatchSQL = """
         WITH batch AS (
@@ -51,9 +52,10 @@ final class Dispatcher: Sendable {
 
     init(
         conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth,
-        onDeliveriesCreated: @escaping @Sendable () -> Void
+        metrics: ServiceMetrics, onDeliveriesCreated: @escaping @Sendable () -> Void
     ) {
         self.health = health
+        self.metrics = metrics
         self.conninfo = conninfo
         self.settings = settings
         self.logger = logger
@@ -66,7 +68,7 @@ final class Dispatcher: Sendable {
     func run() {
         let loop = ReconnectingLoop(
             conninfo: conninfo, applicationName: "action-triggers/dispatcher", logger: logger, stop: stop,
-            health: (health, .dispatcher))
+            health: (health, .dispatcher), metrics: metrics)
         var reportedProblems: [String] = []
         let syncInterval = Duration.milliseconds(Int64(settings.pollInterval * 1000))
         loop.run { connection, _ in
@@ -122,6 +124,8 @@ final class Dispatcher: Sendable {
             let row = try connection.queryPrepared(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
             let events = try row.int("events")
             let deliveries = try row.int("deliveries")
+            metrics.eventsDispatched.increment(by: UInt64(events))
+            metrics.deliveriesCreated.increment(by: UInt64(deliveries))
             if deliveries > 0 {
                 onDeliveriesCreated()
             }

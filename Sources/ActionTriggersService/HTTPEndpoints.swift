@@ -1,13 +1,14 @@
 import Foundation
 import HTTPServer
 
-/// The service's HTTP routes: health and readiness now, the REST API later.
+/// The service's HTTP routes: health, readiness and metrics now, the REST API later.
 ///
 /// When an API token is configured, every path under `/api/` needs
 /// `Authorization: Bearer <token>`; the comparison takes the same time whatever
 /// the token's first differing byte, so it cannot be guessed byte by byte.
 struct HTTPEndpoints: Sendable {
     let health: ServiceHealth
+    let metrics: ServiceMetrics
     let apiToken: String?
 
     func makeRouter() -> Router {
@@ -22,6 +23,11 @@ struct HTTPEndpoints: Sendable {
             }
             let names = notReady.map { jsonString($0.rawValue) }.joined(separator: ", ")
             return .json(503, "{\"status\": \"not ready\", \"not_ready\": [\(names)]}")
+        }
+        router.add("GET", "/metrics") { _, _ in
+            HTTPServerResponse(
+                status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                body: Array(metrics.registry.render().utf8))
         }
         return router
     }

@@ -14,9 +14,14 @@ final class Listener: Sendable {
     private let stop: StopFlag
     private let onWake: @Sendable () -> Void
     private let health: ServiceHealth
+    private let metrics: ServiceMetrics
 
-    init(conninfo: String, logger: Logger, stop: StopFlag, health: ServiceHealth, onWake: @escaping @Sendable () -> Void) {
+    init(
+        conninfo: String, logger: Logger, stop: StopFlag, health: ServiceHealth, metrics: ServiceMetrics,
+        onWake: @escaping @Sendable () -> Void
+    ) {
         self.health = health
+        self.metrics = metrics
         self.conninfo = conninfo
         self.logger = logger
         self.stop = stop
@@ -27,7 +32,7 @@ final class Listener: Sendable {
     func run() {
         let loop = ReconnectingLoop(
             conninfo: conninfo, applicationName: "action-triggers/listener", logger: logger, stop: stop,
-            health: (health, .listener))
+            health: (health, .listener), metrics: metrics)
         // While the listener is down, the dispatcher polls at every reconnect attempt.
         loop.run(waitBeforeRetry: { delay in
             self.onWake()

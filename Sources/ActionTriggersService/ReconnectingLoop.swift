@@ -15,6 +15,7 @@ struct ReconnectingLoop {
     let stop: StopFlag
     /// The component marked not ready while its connection is failing.
     let health: (ServiceHealth, ServiceHealth.Component)?
+    var metrics: ServiceMetrics?
     var policy = ReconnectPolicy()
     var healthyAfter: Duration = .seconds(30)
 
@@ -49,6 +50,7 @@ struct ReconnectingLoop {
             } catch {
                 if let (health, component) = health {
                     health.set(component, ready: false)
+                    metrics?.recordDatabaseError(component)
                 }
                 if let connectedAt, ContinuousClock.now - connectedAt >= healthyAfter {
                     failures = 0

@@ -30,6 +30,7 @@ public final class Service: Sendable {
     private let dispatcherWake = WakeSignal()
     private let deliveryWake = WakeSignal()
     private let health = ServiceHealth()
+    private let metrics = ServiceMetrics(version: Version.current)
     private let httpServer = Mutex<HTTPServer?>(nil)
 
     public init(configuration: Configuration, logLevel: Logger.Level) {
@@ -59,20 +60,21 @@ public final class Service: Sendable {
         let deliveryWake = self.deliveryWake
         let listener = Listener(
             conninfo: configuration.databaseURL, logger: Logger(component: "listener", level: logLevel), stop: stop,
-            health: health, onWake: { dispatcherWake.raise() })
+            health: health, metrics: metrics, onWake: { dispatcherWake.raise() })
         let dispatcher = Dispatcher(
             conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "dispatcher", level: logLevel), stop: stop, wake: dispatcherWake, health: health,
-            onDeliveriesCreated: { deliveryWake.raise() })
+            metrics: metrics, onDeliveriesCreated: { deliveryWake.raise() })
         let worker = DeliveryWorker(
             conninfo: configuration.databaseURL, settings: configuration.settings, renderer: RowImagePayload(),
-            logger: Logger(component: "delivery", level: logLevel), stop: stop, wake: deliveryWake, health: health)
+            logger: Logger(component: "delivery", level: logLevel), stop: stop, wake: deliveryWake, health: health,
+            metrics: metrics)
 
         startThread(named: "listener") { listener.run() }
         startThread(named: "dispatcher") { dispatcher.run() }
         startThread(named: "delivery") { worker.run() }
 
-        let endpoints = HTTPEndpoints(health: health, apiToken: configuration.apiToken)
+        let endpoints = HTTPEndpoints(health: health, metrics: metrics, apiToken: configuration.apiToken)
         let router = endpoints.makeRouter()
         let server: HTTPServer
         do {

@@ -63,6 +63,50 @@ struct HTTPEndpointTests {
         #expect(body.contains("\"listener\""))
     }
 
+    @Test("metrics count deliveries and pass promtool")
+    func metrics() async throws {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        let base = try await service.httpBaseURL()
+        try harness.createConfig(harness.exampleOneConfig())
+        harness.receiver.enqueue(.init(status: 500, body: "once"))
+
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('m1', 'm@example.com')")
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('m2', 'm@example.com')")
+        _ = try await harness.receiver.waitForRequests(count: 3, timeout: .seconds(20))
+        try await harness.waitUntil("both deliveries succeed") {
+            try harness.database.query(
+                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 2
+        }
+        let (status, text, response) = try await get(base + "/metrics")
+
+        #expect(status == 200)
+        #expect(response.value(forHTTPHeaderField: "Content-Type") == "text/plain; version=0.0.4; charset=utf-8")
+        let lines = Set(text.split(separator: "\n").map(String.init))
+        #expect(lines.contains("action_triggers_events_dispatched_total 2"), "\(text)")
+        #expect(lines.contains("action_triggers_deliveries_created_total 2"))
+        #expect(lines.contains(#"action_triggers_delivery_attempts_total{outcome="succeeded"} 2"#))
+        #expect(lines.contains(#"action_triggers_delivery_attempts_total{outcome="retry"} 1"#))
+        #expect(lines.contains("action_triggers_delivery_attempt_duration_seconds_count 3"))
+        #expect(lines.contains(#"action_triggers_build_info{version="0.1.0"} 1"#))
+
+        // promtool, from Debian's prometheus package, checks the exposition format.
+        let promtool = Process()
+        promtool.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+        promtool.arguments = ["check", "metrics"]
+        let input = Pipe()
+        let output = Pipe()
+        promtool.standardInput = input
+        promtool.standardOutput = output
+        promtool.standardError = output
+        try promtool.run()
+        input.fileHandleForWriting.write(Data(text.utf8))
+        try input.fileHandleForWriting.close()
+        promtool.waitUntilExit()
+        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(promtool.terminationStatus == 0, "promtool: \(report)")
+    }
+
     @Test("unknown paths and methods get 404 and 405")
     func routingErrors() async throws {
         let harness = try Harness()
