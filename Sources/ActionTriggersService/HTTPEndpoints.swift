@@ -1,7 +1,7 @@
 import Foundation
 import HTTPServer
 
-/// The service's HTTP routes: health, readiness and metrics now, the REST API later.
+/// The service's HTTP routes: the config REST API, health, readiness and metrics.
 ///
 /// When an API token is configured, every path under `/api/` needs
 /// `Authorization: Bearer <token>`; the comparison takes the same time whatever
@@ -9,6 +9,7 @@ import HTTPServer
 struct HTTPEndpoints: Sendable {
     let health: ServiceHealth
     let metrics: ServiceMetrics
+    let configAPI: ConfigAPI
     let apiToken: String?
 
     func makeRouter() -> Router {
@@ -24,6 +25,7 @@ struct HTTPEndpoints: Sendable {
             let names = notReady.map { jsonString($0.rawValue) }.joined(separator: ", ")
             return .json(503, "{\"status\": \"not ready\", \"not_ready\": [\(names)]}")
         }
+        configAPI.register(in: &router)
         router.add("GET", "/metrics") { _, _ in
             HTTPServerResponse(
                 status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],

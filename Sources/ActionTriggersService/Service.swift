@@ -74,7 +74,10 @@ public final class Service: Sendable {
         startThread(named: "dispatcher") { dispatcher.run() }
         startThread(named: "delivery") { worker.run() }
 
-        let endpoints = HTTPEndpoints(health: health, metrics: metrics, apiToken: configuration.apiToken)
+        let pool = ConnectionPool(conninfo: configuration.databaseURL, applicationName: "action-triggers/api", maxIdle: 4)
+        let configAPI = ConfigAPI(pool: pool, logger: Logger(component: "api", level: logLevel))
+        let endpoints = HTTPEndpoints(
+            health: health, metrics: metrics, configAPI: configAPI, apiToken: configuration.apiToken)
         let router = endpoints.makeRouter()
         let server: HTTPServer
         do {

@@ -1,0 +1,153 @@
+import ActionTriggersCore
+import Foundation
+import HTTPServer
+import Logging
+import PostgresClient
+
+/// The REST API for trigger configs, `/api/action-triggers` and `/api/action-triggers/{id}`.
+///
+/// Bodies are the JSON of the config schema; validation and storage are the SQL
+/// functions (`action_triggers.validate_config`, `create_config`, …), so a config
+/// behaves the same whether it was made through the API or SQL. Errors are
+/// `{"field.path": ["message"]}` with 400, and `{"detail": "..."}` otherwise.
+struct ConfigAPI: Sendable {
+    let pool: ConnectionPool
+    let logger: Logger
+
+    func register(in router: inout Router) {
+        // The router treats a trailing slash as optional.
+        router.add("GET", "/api/action-triggers") { _, _ in list() }
+        router.add("POST", "/api/action-triggers") { request, _ in create(request) }
+        router.add("GET", "/api/action-triggers/{id}") { _, match in show(match) }
+        router.add("PUT", "/api/action-triggers/{id}") { request, match in replace(request, match, partial: false) }
+        router.add("PATCH", "/api/action-triggers/{id}") { request, match in replace(request, match, partial: true) }
+        router.add("DELETE", "/api/action-triggers/{id}") { _, match in delete(match) }
+    }
+
+    // MARK: - Handlers
+
+    private func list() -> HTTPServerResponse {
+        respond {
+            let rows = try pool.withConnection { connection in
+                try connection.query("""
+                    SELECT coalesce(jsonb_agg(action_triggers.get_config(id) ORDER BY id), '[]')::text AS configs
+                    FROM action_triggers.config
+                    """)
+            }
+            return .json(200, try rows.singleRow().string("configs"))
+        }
+    }
+
+    private func show(_ match: RouteMatch) -> HTTPServerResponse {
+        guard let id = configID(match) else { return .detail(404, "Not found.") }
+        return respond {
+            let row = try pool.withConnection { connection in
+                try connection.query("SELECT action_triggers.get_config($1)::text AS config", [String(id)]).singleRow()
+            }
+            guard let config = row["config"] else { return .detail(404, "Not found.") }
+            return .json(200, config)
+        }
+    }
+
+    private func create(_ request: HTTPServerRequest) -> HTTPServerResponse {
+        if let problem = checkBody(request) { return problem }
+        let body = String(decoding: request.body, as: UTF8.self)
+        return respond {
+            try pool.withConnection { connection in
+                try connection.transaction { connection in
+                    if let errors = try validationErrors(body, connection) { return .json(400, errors) }
+                    let id = try connection.query("SELECT action_triggers.create_config($1::jsonb) AS id", [body])
+                        .singleRow().string("id")
+                    let stored = try connection.query("SELECT action_triggers.get_config($1)::text AS config", [id])
+                        .singleRow().string("config")
+                    logger.info("config created", ["config.id": id])
+                    return .json(201, stored, headers: [("Location", "/api/action-triggers/\(id)")])
+                }
+            }
+        }
+    }
+
+    private func replace(_ request: HTTPServerRequest, _ match: RouteMatch, partial: Bool) -> HTTPServerResponse {
+        guard let id = configID(match) else { return .detail(404, "Not found.") }
+        if let problem = checkBody(request) { return problem }
+        let body = String(decoding: request.body, as: UTF8.self)
+        return respond {
+            try pool.withConnection { connection in
+                try connection.transaction { connection in
+                    let current = try connection.query(
+                        "SELECT action_triggers.get_config(id)::text AS config FROM action_triggers.config WHERE id = $1 FOR UPDATE",
+                        [String(id)])
+                    guard let existing = current.rows.first?["config"] else { return .detail(404, "Not found.") }
+                    // PATCH merges the given top-level fields over the stored config.
+                    let merged = partial
+                        ? try connection.query("SELECT (($1::jsonb - 'id') || $2::jsonb)::text AS body", [existing, body])
+                            .singleRow().string("body")
+                        : body
+                    if let errors = try validationErrors(merged, connection) { return .json(400, errors) }
+                    try connection.query("SELECT action_triggers.update_config($1, $2::jsonb)", [String(id), merged])
+                    let stored = try connection.query("SELECT action_triggers.get_config($1)::text AS config", [String(id)])
+                        .singleRow().string("config")
+                    logger.info("config updated", ["config.id": id])
+                    return .json(200, stored)
+                }
+            }
+        }
+    }
+
+    private func delete(_ match: RouteMatch) -> HTTPServerResponse {
+        guard let id = configID(match) else { return .detail(404, "Not found.") }
+        return respond {
+            let deleted = try pool.withConnection { connection in
+                try connection.query("DELETE FROM action_triggers.config WHERE id = $1", [String(id)]).affectedRows
+            }
+            guard deleted > 0 else { return .detail(404, "Not found.") }
+            logger.info("config deleted", ["config.id": id])
+            return HTTPServerResponse(status: 204)
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func configID(_ match: RouteMatch) -> Int64? {
+        guard let text = match.parameters["id"], let id = Int64(text), id > 0 else { return nil }
+        return id
+    }
+
+    /// Returns 415 for a body that is not JSON by its Content-Type, 400 for malformed JSON, or nil.
+    private func checkBody(_ request: HTTPServerRequest) -> HTTPServerResponse? {
+        let contentType = request.header("Content-Type") ?? ""
+        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        guard mediaType == "application/json" else {
+            return .detail(415, "Unsupported media type \"\(contentType)\" in request; send application/json.")
+        }
+        do {
+            _ = try JSONParser.parse(request.body)
+        } catch {
+            return .detail(400, "JSON parse error: \(error.description)")
+        }
+        return nil
+    }
+
+    /// Returns the validation errors as JSON text, or nil when the body is valid.
+    private func validationErrors(_ body: String, _ connection: PostgresConnection) throws -> String? {
+        let errors = try connection.query("SELECT action_triggers.validate_config($1::jsonb)::text AS errors", [body])
+            .singleRow().string("errors")
+        return errors == "{}" ? nil : errors
+    }
+
+    /// Runs a handler body, turning database failures into a logged 500 or 503.
+    private func respond(_ body: () throws -> HTTPServerResponse) -> HTTPServerResponse {
+        do {
+            return try body()
+        } catch let error as PostgresError where error.isConnectionLost {
+            logger.error("API request failed: database unavailable", ["error": String(describing: error)])
+            return .detail(503, "The database is unavailable; try again later.")
+        } catch let error as PostgresError where error.sqlState == "22023" {
+            // A check that only the row triggers make, such as a URL outside the allowlist.
+            return .json(400, error.detail ?? "{\"non_field_errors\": [\(jsonString(error.message))]}")
+        } catch {
+            logger.error("API request failed", ["error": String(describing: error)])
+            return .detail(500, "Internal server error.")
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The REST API for configs against a running service and a real database.
+@Suite("Config REST API", .serialized)
+struct ConfigAPITests {
+    private struct Reply {
+        let status: Int
+        let body: String
+        let response: HTTPURLResponse
+
+        func json() throws -> Any {
+            try JSONSerialization.jsonObject(with: Data(body.utf8))
+        }
+    }
+
+    private func send(
+        _ method: String, _ url: String, body: String? = nil, contentType: String = "application/json"
+    ) async throws -> Reply {
+        var request = URLRequest(url: try #require(URL(string: url)))
+        request.httpMethod = method
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = try #require(response as? HTTPURLResponse)
+        return Reply(status: http.statusCode, body: String(decoding: data, as: UTF8.self), response: http)
+    }
+
+    private func start() async throws -> (Harness, String) {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        return (harness, try await service.httpBaseURL() + "/api/action-triggers")
+    }
+
+    @Test("create, read, list, replace, patch and delete")
+    func lifecycle() async throws {
+        let (harness, api) = try await start()
+
+        let created = try await send("POST", api, body: harness.exampleOneConfig())
+        #expect(created.status == 201, "\(created.body)")
+        let object = try #require(try created.json() as? [String: Any])
+        let id = try #require(object["id"] as? Int)
+        #expect(created.response.value(forHTTPHeaderField: "Location") == "/api/action-triggers/\(id)")
+        #expect((object["content_types"] as? [[String: String]])?.first?["model_name"] == "Customer")
+
+        let shown = try await send("GET", "\(api)/\(id)/")
+        #expect(shown.status == 200)
+        #expect(shown.body == created.body)
+        let listed = try await send("GET", api + "/")
+        #expect((try listed.json() as? [[String: Any]])?.compactMap { $0["id"] as? Int } == [id])
+
+        let replaced = try await send("PUT", "\(api)/\(id)", body: harness.exampleOneConfig(path: "/replaced"))
+        #expect(replaced.status == 200, "\(replaced.body)")
+        #expect(replaced.body.contains("/replaced"))
+
+        let patched = try await send("PATCH", "\(api)/\(id)", body: #"{"active": false}"#)
+        #expect(patched.status == 200, "\(patched.body)")
+        #expect((try patched.json() as? [String: Any])?["active"] as? Bool == false)
+        #expect(patched.body.contains("/replaced"))
+        let triggers = try harness.database.query(
+            "SELECT count(*) AS n FROM pg_trigger WHERE tgrelid = 'myapp_customer'::regclass AND NOT tgisinternal")
+        #expect(try triggers.singleRow().int("n") == 0)
+
+        let deleted = try await send("DELETE", "\(api)/\(id)")
+        #expect(deleted.status == 204)
+        #expect(deleted.body.isEmpty)
+        #expect(try await send("GET", "\(api)/\(id)").status == 404)
+        #expect(try await send("DELETE", "\(api)/\(id)").status == 404)
+    }
+
+    @Test("config made through the API delivers")
+    func apiConfigDelivers() async throws {
+        let (harness, api) = try await start()
+        #expect(try await send("POST", api, body: harness.exampleOneConfig()).status == 201)
+
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('via api', 'a@example.com')")
+        let requests = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20))
+
+        #expect(try jsonObject(requests[0])["name"] as? String == "via api")
+    }
+
+    @Test("malformed JSON names line and column")
+    func malformedJSON() async throws {
+        let (harness, api) = try await start()
+        // The shape of the spec's example 3 as printed: no comma after content_types.
+        let body = """
+            {
+              "config_signals": [
+                {"signal": "post_save"}
+              ],
+              "content_types": [
+                {
+                  "app_label": "myapp",
+                  "model_name": "Sale"
+                }
+              ]
+              "webhooks": [
+                {"url": "\(harness.receiver.baseURL)/sale", "http_method": "POST"}
+              ],
+              "active": true
+            }
+            """
+
+        let reply = try await send("POST", api, body: body)
+
+        #expect(reply.status == 400)
+        #expect(reply.body == #"{"detail": "JSON parse error: line 11, column 3: unexpected '\"', expected ',' or '}' after an object member"}"#)
+        #expect(try harness.database.query("SELECT count(*) AS n FROM action_triggers.config").singleRow().int("n") == 0)
+    }
+
+    @Test("invalid fields are 400 with paths, and nothing is saved")
+    func invalidFields() async throws {
+        let (harness, api) = try await start()
+        let forbidden = try TestReceiver()
+        let body = """
+            {"config_signals": [{"signal": "saved"}],
+             "content_types": [{"app_label": "myapp", "model": "Customer"}],
+             "webhooks": [{"url": "\(forbidden.baseURL)/x", "http_method": "POST", "timeout_secs": -1}],
+             "active": "yes"}
+            """
+
+        let reply = try await send("POST", api, body: body)
+
+        #expect(reply.status == 400)
+        let errors = try #require(try reply.json() as? [String: [String]])
+        #expect(Set(errors.keys) == ["config_signals[0].signal", "webhooks[0].url", "webhooks[0].timeout_secs", "active"])
+        #expect(errors["webhooks[0].url"]?.first?.contains("whitelisted_webhook_endpoint_patterns") == true)
+        #expect(try harness.database.query("SELECT count(*) AS n FROM action_triggers.config").singleRow().int("n") == 0)
+        #expect(forbidden.connectionCount == 0)
+    }
+
+    @Test("wrong media type, size and ids")
+    func requestErrors() async throws {
+        let (harness, api) = try await start()
+
+        let plain = try await send("POST", api, body: harness.exampleOneConfig(), contentType: "text/plain")
+        #expect(plain.status == 415)
+        #expect(plain.body.hasPrefix(#"{"detail": "Unsupported media type"#))
+
+        let huge = try await send("POST", api, body: "[" + String(repeating: "1,", count: 600_000) + "1]")
+        #expect(huge.status == 413)
+
+        for path in ["/999999", "/abc", "/-1", "/0"] {
+            #expect(try await send("GET", api + path).status == 404, "GET \(path)")
+        }
+        let wrongMethod = try await send("POST", api + "/1", body: "{}")
+        #expect(wrongMethod.status == 405)
+        #expect(wrongMethod.response.value(forHTTPHeaderField: "Allow") == "DELETE, GET, PATCH, PUT")
+    }
+}
