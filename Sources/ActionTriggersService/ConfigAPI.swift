@@ -6,7 +6,7 @@ import PostgresClient
 
 /// The REST API for trigger configs, `/api/action-triggers` and `/api/action-triggers/{id}`.
 ///
-/// Bodies are the JSON of the config schema; validation and storage are the SQL
+/// Bodies are the JSON of the config schema. Validation and storage are the SQL
 /// functions (`action_triggers.validate_config`, `create_config`, …), so a config
 /// behaves the same whether it was made through the API or SQL. Errors are
 /// `{"field.path": ["message"]}` with 400, and `{"detail": "..."}` otherwise.
