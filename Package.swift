@@ -27,7 +27,7 @@ let package = Package(
         .target(
             name: "ActionTriggersService",
             dependencies: ["ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "Logging", "Metrics"],
-            resources: [.copy("sql")]
+            resources: [.copy("sql"), .copy("openapi.json")]
         ),
         .executableTarget(name: "action-triggers", dependencies: ["ActionTriggersService", "Logging"]),
 

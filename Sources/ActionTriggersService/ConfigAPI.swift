@@ -15,7 +15,12 @@ struct ConfigAPI: Sendable {
     let logger: Logger
 
     func register(in router: inout Router) {
-        // The router treats a trailing slash as optional.
+        // The router treats a trailing slash as optional, and tries routes in order, so
+        // the document comes before the {id} routes.
+        let document = Self.openAPIDocument
+        router.add("GET", "/api/action-triggers/openapi.json") { _, _ in
+            .json(200, document)
+        }
         router.add("GET", "/api/action-triggers") { _, _ in list() }
         router.add("POST", "/api/action-triggers") { request, _ in create(request) }
         router.add("GET", "/api/action-triggers/{id}") { _, match in show(match) }
@@ -108,6 +113,15 @@ struct ConfigAPI: Sendable {
 
     // MARK: - Helpers
 
+    /// The OpenAPI 3 document of these routes, shipped as a resource.
+    static let openAPIDocument: String = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
+              let text = try? String(contentsOf: url, encoding: .utf8) else {
+            return #"{"openapi": "3.0.3", "info": {"title": "missing", "version": "0"}, "paths": {}}"#
+        }
+        return text
+    }()
+
     private func configID(_ match: RouteMatch) -> Int64? {
         guard let text = match.parameters["id"], let id = Int64(text), id > 0 else { return nil }
         return id
@@ -142,9 +156,13 @@ struct ConfigAPI: Sendable {
         } catch let error as PostgresError where error.isConnectionLost {
             logger.error("API request failed: database unavailable", ["error": String(describing: error)])
             return .detail(503, "The database is unavailable; try again later.")
-        } catch let error as PostgresError where error.sqlState == "22023" {
-            // A check that only the row triggers make, such as a URL outside the allowlist.
-            return .json(400, error.detail ?? "{\"non_field_errors\": [\(jsonString(error.message))]}")
+        } catch let error as PostgresError where error.sqlState?.hasPrefix("22") == true {
+            // Data the database rejects: a check only the row triggers make (22023), or a
+            // value jsonb cannot hold, such as \u0000 in a string (22P05).
+            if error.sqlState == "22023", let detail = error.detail {
+                return .json(400, detail)
+            }
+            return .json(400, "{\"non_field_errors\": [\(jsonString(error.message))]}")
         } catch {
             logger.error("API request failed", ["error": String(describing: error)])
             return .detail(500, "Internal server error.")

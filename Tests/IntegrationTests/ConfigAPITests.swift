@@ -135,6 +135,39 @@ struct ConfigAPITests {
         #expect(forbidden.connectionCount == 0)
     }
 
+    @Test("schemathesis finds no server error or schema mismatch")
+    func schemathesis() async throws {
+        guard let tool = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_SCHEMATHESIS"], !tool.isEmpty else {
+            Issue.record("ACTION_TRIGGERS_TEST_SCHEMATHESIS is not set: run the tests with scripts/test, which installs schemathesis")
+            return
+        }
+        let harness = try Harness()
+        let service = try await harness.startService()
+        let base = try await service.httpBaseURL()
+        try harness.createConfig(harness.exampleOneConfig())
+
+        // Every check except positive_data_acceptance: whether a schema-valid body is
+        // accepted depends on the database (the model must have a table).
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = [
+            "run", base + "/api/action-triggers/openapi.json", "--url", base,
+            "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                + "response_schema_conformance,response_headers_conformance,negative_data_rejection",
+            "--max-examples", "50", "--seed", "1",
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+
+        #expect(process.terminationStatus == 0, "schemathesis:\n\(report)")
+        #expect(report.contains("passed"))
+        #expect(!service.log.contains("level=error"), "service log:\n\(service.log)")
+    }
+
     @Test("wrong media type, size and ids")
     func requestErrors() async throws {
         let (harness, api) = try await start()
@@ -149,6 +182,12 @@ struct ConfigAPITests {
         for path in ["/999999", "/abc", "/-1", "/0"] {
             #expect(try await send("GET", api + path).status == 404, "GET \(path)")
         }
+        let document = try await send("GET", api + "/openapi.json")
+        #expect(document.status == 200)
+        #expect((try document.json() as? [String: Any])?["openapi"] as? String == "3.0.3")
+        let nul = try await send("POST", api, body: #"{"config_signals": [{"signal": "a\u0000b"}], "content_types": [], "active": true}"#)
+        #expect(nul.status == 400, "\(nul.body)")
+
         let wrongMethod = try await send("POST", api + "/1", body: "{}")
         #expect(wrongMethod.status == 405)
         #expect(wrongMethod.response.value(forHTTPHeaderField: "Allow") == "DELETE, GET, PATCH, PUT")
