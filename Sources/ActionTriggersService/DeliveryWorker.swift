@@ -129,7 +129,7 @@ final class DeliveryWorker: Sendable {
                 wait = max(.zero, min(claimAt - .now, pollInterval))
             }
             collect(client.poll(timeout: wait), into: &state)
-            metrics.deliveriesInFlight.set(Int64(state.inFlight.count))
+            metrics.deliveriesInFlight.set(Double(state.inFlight.count))
         }
     }
 

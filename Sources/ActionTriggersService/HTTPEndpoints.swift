@@ -27,7 +27,8 @@ struct HTTPEndpoints: Sendable {
         }
         configAPI.register(in: &router)
         router.add("GET", "/metrics") { _, _ in
-            HTTPServerResponse(
+            refreshScrapeTimeGauges()
+            return HTTPServerResponse(
                 status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
                 body: Array(metrics.registry.render().utf8))
         }
@@ -45,7 +46,33 @@ struct HTTPEndpoints: Sendable {
         if request.bodyTooLarge {
             return .detail(413, "The request body is larger than the server accepts.")
         }
-        return router.respond(to: request)
+        let started = ContinuousClock.now
+        let (response, template) = router.route(request)
+        let elapsed = ContinuousClock.now - started
+        metrics.recordHTTPRequest(
+            template: template, method: request.method, status: response.status,
+            durationSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return response
+    }
+
+    /// Reads the gauges that come from the database; on failure they keep their last values.
+    private func refreshScrapeTimeGauges() {
+        metrics.listenerConnected.set(health.isReady(.listener) ? 1 : 0)
+        let row = try? configAPI.pool.withConnection { connection in
+            try connection.queryPrepared("""
+                SELECT count(*) AS pending,
+                       coalesce(extract(epoch FROM now() - min(created_at)), 0)::bigint AS oldest,
+                       pg_notification_queue_usage() AS queue_usage
+                FROM action_triggers.event
+                WHERE dispatched_at IS NULL
+                """).singleRow()
+        }
+        if let row, let pending = try? row.int64("pending"), let oldest = try? row.int64("oldest"),
+           let usage = try? row.double("queue_usage") {
+            metrics.outboxBacklog.set(Double(pending))
+            metrics.outboxOldestAge.set(Double(oldest))
+            metrics.notificationQueueUsage.set(usage)
+        }
     }
 
     static func bearerTokenMatches(_ header: String?, expected: String) -> Bool {

@@ -9,6 +9,15 @@ final class ServiceMetrics: Sendable {
     let attemptDuration: Histogram
     let deliveriesInFlight: Gauge
     private let reconnects: [ServiceHealth.Component: Counter]
+    let httpRequests: LabeledCounter
+    let httpDuration: Histogram
+    let listenerConnected: Gauge
+    let outboxBacklog: Gauge
+    let outboxOldestAge: Gauge
+    let notificationQueueUsage: Gauge
+
+    /// HTTP methods that get their own label value; any other is counted as "other".
+    static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
     /// The outcomes of an attempt, as `delivery_attempt.outcome` stores them.
     static let outcomes = ["succeeded", "retry", "failed", "dead"]
@@ -39,6 +48,22 @@ final class ServiceMetrics: Sendable {
                 labels: [("component", component.rawValue)])
         }
         self.reconnects = reconnects
+        httpRequests = registry.labeledCounter(
+            "action_triggers_http_requests_total", help: "HTTP requests by route template, method and status.",
+            labelNames: ["route", "method", "status"])
+        httpDuration = registry.histogram(
+            "action_triggers_http_request_duration_seconds", help: "Time to handle an HTTP request.",
+            buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1])
+        listenerConnected = registry.gauge(
+            "action_triggers_listener_connected", help: "1 while the listener holds its LISTEN connection, else 0.")
+        outboxBacklog = registry.gauge(
+            "action_triggers_outbox_pending_events", help: "Outbox events not yet dispatched, read at scrape time.")
+        outboxOldestAge = registry.gauge(
+            "action_triggers_outbox_oldest_pending_age_seconds",
+            help: "Age of the oldest undispatched outbox event, 0 when there is none, read at scrape time.")
+        notificationQueueUsage = registry.gauge(
+            "action_triggers_notification_queue_usage_ratio",
+            help: "pg_notification_queue_usage(), the used fraction of the NOTIFY queue, read at scrape time.")
         registry.gauge(
             "action_triggers_build_info", help: "Always 1. The version label names the build.", labels: [("version", version)]
         ).set(1)
@@ -47,6 +72,14 @@ final class ServiceMetrics: Sendable {
     func recordAttempt(outcome: String, durationSeconds: Double) {
         attempts[outcome]?.increment()
         attemptDuration.observe(durationSeconds)
+    }
+
+    /// Counts one HTTP request with bounded labels: the route template (or "unmatched"),
+    /// a known method (or "other") and the status.
+    func recordHTTPRequest(template: String?, method: String, status: Int, durationSeconds: Double) {
+        let methodLabel = Self.knownMethods.contains(method) ? method : "other"
+        httpRequests.increment([template ?? "unmatched", methodLabel, String(status)])
+        httpDuration.observe(durationSeconds)
     }
 
     func recordDatabaseError(_ component: ServiceHealth.Component) {

@@ -23,20 +23,27 @@ public struct Router: Sendable {
 
     /// Returns the response of the matching route, or 404 or 405.
     public func respond(to request: HTTPServerRequest) -> HTTPServerResponse {
+        route(request).response
+    }
+
+    /// Returns the response and the template of the matched path, `nil` for an unknown path.
+    public func route(_ request: HTTPServerRequest) -> (response: HTTPServerResponse, template: String?) {
         let path = Self.segments(request.path)
         var allowed: [String] = []
+        var matchedTemplate: String?
         for route in routes {
             guard let parameters = Self.match(route.segments, path) else { continue }
             if route.method == request.method || (route.method == "GET" && request.method == "HEAD") {
-                return route.handler(request, RouteMatch(template: route.template, parameters: parameters))
+                return (route.handler(request, RouteMatch(template: route.template, parameters: parameters)), route.template)
             }
             allowed.append(route.method)
+            matchedTemplate = matchedTemplate ?? route.template
         }
         if allowed.isEmpty {
-            return .detail(404, "Not found.")
+            return (.detail(404, "Not found."), nil)
         }
         let allow = Array(Set(allowed)).sorted().joined(separator: ", ")
-        return .detail(405, "Method \"\(request.method)\" not allowed.", headers: [("Allow", allow)])
+        return (.detail(405, "Method \"\(request.method)\" not allowed.", headers: [("Allow", allow)]), matchedTemplate)
     }
 
     private static func segments(_ path: String) -> [Substring] {

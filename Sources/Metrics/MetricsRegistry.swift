@@ -52,7 +52,7 @@ public final class MetricsRegistry: Sendable {
         }
     }
 
-    private func register(_ metric: any RenderableMetric, name: String, help: String, type: String) {
+    fileprivate func register(_ metric: any RenderableMetric, name: String, help: String, type: String) {
         families.withLock { families in
             if let index = families.firstIndex(where: { $0.name == name }) {
                 families[index].series.append(metric)
@@ -120,21 +120,22 @@ public final class Counter: RenderableMetric {
 public final class Gauge: RenderableMetric {
     private let name: String
     private let labels: [(String, String)]
-    private let value = Atomic<Int64>(0)
+    /// The value's bit pattern, so a Double fits an atomic.
+    private let bits = Atomic<UInt64>(0)
 
     init(name: String, labels: [(String, String)]) {
         self.name = name
         self.labels = labels
     }
 
-    public func set(_ newValue: Int64) {
-        value.store(newValue, ordering: .relaxed)
+    public func set(_ newValue: Double) {
+        bits.store(newValue.bitPattern, ordering: .relaxed)
     }
 
-    public var current: Int64 { value.load(ordering: .relaxed) }
+    public var current: Double { Double(bitPattern: bits.load(ordering: .relaxed)) }
 
     func render() -> String {
-        "\(name)\(renderLabels(labels)) \(current)\n"
+        "\(name)\(renderLabels(labels)) \(renderValue(current))\n"
     }
 }
 
@@ -177,5 +178,47 @@ public final class Histogram: RenderableMetric {
             text += "\(name)_count \(state.count)\n"
             return text
         }
+    }
+}
+
+/// Counters that share a name and differ by label values, created on first use.
+///
+/// Callers must map label values onto a small fixed set (route templates, known
+/// methods, status codes), because every combination becomes a series.
+public final class LabeledCounter: RenderableMetric {
+    private let name: String
+    private let labelNames: [String]
+    private let series = Mutex<(order: [[String]], values: [[String]: UInt64])>((order: [], values: [:]))
+
+    init(name: String, labelNames: [String]) {
+        self.name = name
+        self.labelNames = labelNames
+    }
+
+    public func increment(_ labelValues: [String], by amount: UInt64 = 1) {
+        series.withLock { series in
+            if series.values[labelValues] == nil {
+                series.order.append(labelValues)
+            }
+            series.values[labelValues, default: 0] += amount
+        }
+    }
+
+    func render() -> String {
+        series.withLock { series in
+            var text = ""
+            for values in series.order {
+                text += "\(name)\(renderLabels(Array(zip(labelNames, values)))) \(series.values[values] ?? 0)\n"
+            }
+            return text
+        }
+    }
+}
+
+extension MetricsRegistry {
+    public func labeledCounter(_ name: String, help: String, labelNames: [String]) -> LabeledCounter {
+        let counter = LabeledCounter(name: name, labelNames: labelNames)
+        register(counter, name: name, help: help, type: "counter")
+        return counter
     }
 }

@@ -89,6 +89,12 @@ struct HTTPEndpointTests {
         #expect(lines.contains(#"action_triggers_delivery_attempts_total{outcome="retry"} 1"#))
         #expect(lines.contains("action_triggers_delivery_attempt_duration_seconds_count 3"))
         #expect(lines.contains(#"action_triggers_build_info{version="0.1.0"} 1"#))
+        #expect(lines.contains("action_triggers_listener_connected 1"))
+        #expect(lines.contains("action_triggers_outbox_pending_events 0"))
+        #expect(lines.contains("action_triggers_outbox_oldest_pending_age_seconds 0"))
+        #expect(text.contains("action_triggers_notification_queue_usage_ratio "))
+        let again = try await get(base + "/metrics").1
+        #expect(again.contains(#"action_triggers_http_requests_total{route="/metrics",method="GET",status="200"} 1"#), "\(again)")
 
         // promtool, from Debian's prometheus package, checks the exposition format.
         let promtool = Process()

@@ -44,4 +44,26 @@ struct MetricsRegistryTests {
 
             """)
     }
+
+    @Test("labeled counters render each combination once")
+    func labeledCounter() {
+        let registry = MetricsRegistry()
+        let requests = registry.labeledCounter("demo_requests_total", help: "Requests.", labelNames: ["route", "status"])
+        let ratio = registry.gauge("demo_ratio", help: "A fraction.")
+        requests.increment(["/a", "200"])
+        requests.increment(["/b", "404"])
+        requests.increment(["/a", "200"], by: 2)
+        ratio.set(0.25)
+
+        #expect(registry.render() == """
+            # HELP demo_requests_total Requests.
+            # TYPE demo_requests_total counter
+            demo_requests_total{route="/a",status="200"} 3
+            demo_requests_total{route="/b",status="404"} 1
+            # HELP demo_ratio A fraction.
+            # TYPE demo_ratio gauge
+            demo_ratio 0.25
+
+            """)
+    }
 }
