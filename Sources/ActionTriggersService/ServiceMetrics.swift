@@ -30,8 +30,8 @@ final class ServiceMetrics: Sendable {
         var attempts: [String: Counter] = [:]
         for outcome in Self.outcomes {
             attempts[outcome] = registry.counter(
-                "action_triggers_delivery_attempts_total", help: "Webhook delivery attempts by outcome.",
-                labels: [("outcome", outcome)])
+                "action_triggers_delivery_attempts_total", help: "Delivery attempts by target kind and outcome.",
+                labels: [("target", "webhook"), ("outcome", outcome)])
         }
         self.attempts = attempts
         attemptDuration = registry.histogram(

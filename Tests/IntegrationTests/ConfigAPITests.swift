@@ -168,6 +168,66 @@ struct ConfigAPITests {
         #expect(!service.log.contains("level=error"), "service log:\n\(service.log)")
     }
 
+    /// One invalid body per validation rule, with the field path its error must name.
+    static let invalidBodies: [(body: String, path: String)] = {
+        let signals = #""config_signals": [{"signal": "post_save"}]"#
+        let types = #""content_types": [{"app_label": "myapp", "model_name": "Customer"}]"#
+        let hook = #""webhooks": [{"url": "http://127.0.0.1:9/x", "http_method": "POST"}]"#
+        func body(_ parts: String...) -> String { "{" + parts.joined(separator: ", ") + "}" }
+        func webhook(_ fields: String) -> String { #""webhooks": [{"# + fields + "}]" }
+        return [
+            (body(types, hook, #""active": true"#), "config_signals"),
+            (body(#""config_signals": []"#, types, hook, #""active": true"#), "config_signals"),
+            (body(#""config_signals": [{"signal": "post_update"}]"#, types, hook, #""active": true"#), "config_signals[0].signal"),
+            (body(#""config_signals": [{"signal": 1}]"#, types, hook, #""active": true"#), "config_signals[0].signal"),
+            (body(#""config_signals": ["post_save"]"#, types, hook, #""active": true"#), "config_signals[0]"),
+            (body(#""config_signals": {"signal": "post_save"}"#, types, hook, #""active": true"#), "config_signals"),
+            (body(signals, hook, #""active": true"#), "content_types"),
+            (body(signals, #""content_types": []"#, hook, #""active": true"#), "content_types"),
+            (body(signals, #""content_types": [{"app_label": "myapp", "model_name": "Ghost"}]"#, hook, #""active": true"#), "content_types[0]"),
+            (body(signals, #""content_types": [{"app_label": "", "model_name": "Customer"}]"#, hook, #""active": true"#), "content_types[0].app_label"),
+            (body(signals, #""content_types": [{"app_label": "myapp", "model_name": null}]"#, hook, #""active": true"#), "content_types[0].model_name"),
+            (body(signals, #""content_types": ["myapp.customer"]"#, hook, #""active": true"#), "content_types[0]"),
+            (body(signals, types, webhook(#""url": "http://127.0.0.1:9/x", "http_method": "FETCH""#), #""active": true"#), "webhooks[0].http_method"),
+            (body(signals, types, webhook(#""url": "http://127.0.0.1:9/x", "http_method": "post""#), #""active": true"#), "webhooks[0].http_method"),
+            (body(signals, types, webhook(#""url": "http://127.0.0.1:9/x", "http_method": "POST", "timeout_secs": -1"#), #""active": true"#), "webhooks[0].timeout_secs"),
+            (body(signals, types, webhook(#""url": "http://127.0.0.1:9/x", "http_method": "POST", "timeout_secs": "10""#), #""active": true"#), "webhooks[0].timeout_secs"),
+            (body(signals, types, webhook(#""url": "http://127.0.0.1:9/x\n", "http_method": "POST""#), #""active": true"#), "webhooks[0].url"),
+            (body(signals, types, webhook(#""url": "ftp://127.0.0.1/x", "http_method": "POST""#), #""active": true"#), "webhooks[0].url"),
+            (body(signals, types, webhook(#""url": 5, "http_method": "POST""#), #""active": true"#), "webhooks[0].url"),
+            (body(signals, types, webhook(#""http_method": "POST""#), #""active": true"#), "webhooks[0].url"),
+            (body(signals, types, webhook(#""url": "http://127.0.0.1:9/x", "http_method": "POST", "headers": "Bearer x""#), #""active": true"#), "webhooks[0].headers"),
+            (body(signals, types, webhook(#""url": "http://127.0.0.1:9/x", "http_method": "POST", "headers": {"X-Id": 7}"#), #""active": true"#), "webhooks[0].headers.X-Id"),
+            (body(signals, types, webhook(#""url": "http://127.0.0.1:9/x", "http_method": "POST", "verb": "POST""#), #""active": true"#), "webhooks[0].verb"),
+            (body(signals, types, #""webhooks": {"url": "http://127.0.0.1:9/x"}"#, #""active": true"#), "webhooks"),
+            (body(signals, types, #""msg_broker_queues": [{"name": "rabbit"}]"#, #""active": true"#), "msg_broker_queues[0].name"),
+            (body(signals, types, #""msg_broker_queues": [{"name": "rabbit", "parameters": "x"}]"#, #""active": true"#), "msg_broker_queues[0].parameters"),
+            (body(signals, types, hook), "active"),
+            (body(signals, types, hook, #""active": "true""#), "active"),
+            (body(signals, types, hook, #""active": null"#), "active"),
+            (body(signals, types, hook, #""active": true"#, #""payload": "text""#), "payload"),
+            (body(signals, types, hook, #""active": true"#, #""colour": "blue""#), "colour"),
+            ("[]", "non_field_errors"),
+        ]
+    }()
+
+    @Test("every invalid body is a 400 naming its field")
+    func invalidBodyTable() async throws {
+        let (harness, api) = try await start()
+        #expect(Self.invalidBodies.count >= 30)
+
+        for (body, path) in Self.invalidBodies {
+            let reply = try await send("POST", api, body: body)
+            #expect(reply.status == 400, "\(body) → \(reply.status) \(reply.body)")
+            let errors = try? reply.json() as? [String: [String]]
+            #expect(errors?[path] != nil, "\(body) → \(reply.body), expected a message for \(path)")
+        }
+        for table in ["config", "config_signal", "config_content_type", "webhook", "msg_broker_queue"] {
+            let count = try harness.database.query("SELECT count(*) AS n FROM action_triggers.\(table)").singleRow().int("n")
+            #expect(count == 0, "rows in action_triggers.\(table)")
+        }
+    }
+
     @Test("wrong media type, size and ids")
     func requestErrors() async throws {
         let (harness, api) = try await start()
