@@ -34,6 +34,7 @@ final class ServiceMetrics: Sendable {
                 labels: [("target", "webhook"), ("outcome", outcome)])
         }
         self.attempts = attempts
+
         attemptDuration = registry.histogram(
             "action_triggers_delivery_attempt_duration_seconds",
             help: "Time from sending a webhook request to its response or failure.",
@@ -48,6 +49,7 @@ final class ServiceMetrics: Sendable {
                 labels: [("component", component.rawValue)])
         }
         self.reconnects = reconnects
+
         httpRequests = registry.labeledCounter(
             "action_triggers_http_requests_total", help: "HTTP requests by route template, method and status.",
             labelNames: ["route", "method", "status"])
@@ -64,6 +66,7 @@ final class ServiceMetrics: Sendable {
         notificationQueueUsage = registry.gauge(
             "action_triggers_notification_queue_usage_ratio",
             help: "pg_notification_queue_usage(), the used fraction of the NOTIFY queue, read at scrape time.")
+
         registry.gauge(
             "action_triggers_build_info", help: "Always 1. The version label names the build.", labels: [("version", version)]
         ).set(1)
