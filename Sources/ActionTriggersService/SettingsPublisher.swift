@@ -1,4 +1,5 @@
 import ActionTriggersCore
+import HTTPServer
 import PostgresClient
 
 /// Copies the allowlists of the settings file into `action_triggers.setting`.
@@ -38,27 +39,5 @@ enum SettingsPublisher {
 
     private static func jsonArray(_ strings: [String]) -> String {
         "[" + strings.map(jsonString).joined(separator: ",") + "]"
-    }
-
-    /// Encodes a string as a JSON string literal.
-    static func jsonString(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                        + String(scalar.value, radix: 16)
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return result + "\""
     }
 }

@@ -21,12 +21,8 @@ public struct Router: Sendable {
         routes.append(Route(method: method, template: template, segments: Self.segments(template), handler: handler))
     }
 
-    /// Returns the response of the matching route, or 404 or 405.
-    public func respond(to request: HTTPServerRequest) -> HTTPServerResponse {
-        route(request).response
-    }
-
-    /// Returns the response and the template of the matched path, `nil` for an unknown path.
+    /// Returns the response of the matching route (or 404 or 405) and the template of
+    /// the matched path, `nil` for an unknown path.
     public func route(_ request: HTTPServerRequest) -> (response: HTTPServerResponse, template: String?) {
         let path = Self.segments(request.path)
         var allowed: [String] = []
