@@ -62,7 +62,7 @@ public struct JSONParser {
     private mutating func parseObject() throws(JSONSyntaxError) -> JSONValue {
         try enterContainer()
         position += 1
-        var members: [String: JSONValue] = [:]
+        var members = JSONObject()
         skipWhitespace()
         if peek(UInt8(ascii: "}")) {
             position += 1
@@ -85,7 +85,7 @@ public struct JSONParser {
             }
             position += 1
             skipWhitespace()
-            members[key] = try parseValue()
+            members.append(key, try parseValue())
             skipWhitespace()
             if peek(UInt8(ascii: ",")) {
                 position += 1
@@ -229,7 +229,7 @@ public struct JSONParser {
         return value
     }
 
-    private mutating func parseNumber() throws(JSONSyntaxError) -> Double {
+    private mutating func parseNumber() throws(JSONSyntaxError) -> JSONNumber {
         let start = position
         if peek(UInt8(ascii: "-")) {
             position += 1
@@ -262,7 +262,7 @@ public struct JSONParser {
         guard let value = Double(text), value.isFinite else {
             throw error("number \(text) is out of range", at: start)
         }
-        return value
+        return JSONNumber(text: text)
     }
 
     // MARK: - Helpers

@@ -42,7 +42,7 @@ public struct Settings: Sendable {
         }
 
         var settings = Settings()
-        for key in fields.keys.sorted() where !knownKeys.contains(key) {
+        for key in fields.keys where !knownKeys.contains(key) {
             throw SettingsError(path: key, message: "is not a known setting; known settings: \(knownKeys.joined(separator: ", "))")
         }
         if let value = fields["max_webhook_timeout"] {
@@ -91,7 +91,7 @@ public struct Settings: Sendable {
             throw SettingsError(path: "retry", message: "must be an object (got \(value.typeName))")
         }
         let known = ["max_attempts", "base_delay_secs", "max_delay_secs", "jitter"]
-        for key in fields.keys.sorted() where !known.contains(key) {
+        for key in fields.keys where !known.contains(key) {
             throw SettingsError(path: "retry.\(key)", message: "is not a known setting; known: \(known.joined(separator: ", "))")
         }
         var policy = RetryPolicy.default
@@ -105,10 +105,10 @@ public struct Settings: Sendable {
             policy.maxDelay = try number(value, path: "retry.max_delay_secs", range: Limits.retryDelay)
         }
         if let value = fields["jitter"] {
-            guard case .number(let jitter) = value, jitter >= 0, jitter <= 1 else {
+            guard case .number(let number) = value, number.double >= 0, number.double <= 1 else {
                 throw SettingsError(path: "retry.jitter", message: "must be a number from 0 to 1 (got \(Self.render(value)))")
             }
-            policy.jitter = jitter
+            policy.jitter = number.double
         }
         if policy.baseDelay > policy.maxDelay {
             throw SettingsError(
@@ -129,16 +129,16 @@ public struct Settings: Sendable {
     }
 
     private static func number(_ value: JSONValue, path: String, range: ClosedRange<Double>) throws(SettingsError) -> Double {
-        guard case .number(let number) = value, range.contains(number) else {
+        guard case .number(let number) = value, range.contains(number.double) else {
             throw SettingsError(
                 path: path,
-                message: "must be a number from \(render(.number(range.lowerBound))) to \(render(.number(range.upperBound))) (got \(render(value)))")
+                message: "must be a number from \(format(range.lowerBound)) to \(format(range.upperBound)) (got \(render(value)))")
         }
-        return number
+        return number.double
     }
 
     private static func integer(_ value: JSONValue, path: String, range: ClosedRange<Int>) throws(SettingsError) -> Int {
-        guard case .number(let number) = value, number.rounded() == number,
+        guard case .number(let literal) = value, case let number = literal.double, number.rounded() == number,
               number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
             throw SettingsError(
                 path: path,
@@ -161,10 +161,14 @@ public struct Settings: Sendable {
         return result
     }
 
+    private static func format(_ number: Double) -> String {
+        number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+    }
+
     private static func render(_ value: JSONValue) -> String {
         switch value {
         case .number(let number):
-            return number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+            return number.text
         case .string(let text):
             return "\"\(text)\""
         case .bool(let flag):

@@ -35,7 +35,7 @@ struct ConfigAPI: Sendable {
         respond {
             let rows = try pool.withConnection { connection in
                 try connection.query("""
-                    SELECT coalesce(jsonb_agg(action_triggers.get_config(id) ORDER BY id), '[]')::text AS configs
+                    SELECT coalesce(json_agg(action_triggers.config_json(id) ORDER BY id), '[]')::text AS configs
                     FROM action_triggers.config
                     """)
             }
@@ -47,7 +47,7 @@ struct ConfigAPI: Sendable {
         guard let id = configID(match) else { return .detail(404, "Not found.") }
         return respond {
             let row = try pool.withConnection { connection in
-                try connection.query("SELECT action_triggers.get_config($1)::text AS config", [String(id)]).singleRow()
+                try connection.query("SELECT action_triggers.config_json($1)::text AS config", [String(id)]).singleRow()
             }
             guard let config = row["config"] else { return .detail(404, "Not found.") }
             return .json(200, config)
@@ -55,15 +55,20 @@ struct ConfigAPI: Sendable {
     }
 
     private func create(_ request: HTTPServerRequest) -> HTTPServerResponse {
-        if let problem = checkBody(request) { return problem }
+        let document: JSONValue
+        switch parseBody(request) {
+        case .success(let value): document = value
+        case .failure(let problem): return problem.response
+        }
         let body = String(decoding: request.body, as: UTF8.self)
         return respond {
             try pool.withConnection { connection in
                 try connection.transaction { connection in
                     if let errors = try validationErrors(body, connection) { return .json(400, errors) }
-                    let id = try connection.query("SELECT action_triggers.create_config($1::jsonb) AS id", [body])
-                        .singleRow().string("id")
-                    let stored = try connection.query("SELECT action_triggers.get_config($1)::text AS config", [id])
+                    let id = try connection.query(
+                        "SELECT action_triggers.create_config($1::jsonb, $2::json) AS id", [body, Self.payloadText(document)]
+                    ).singleRow().string("id")
+                    let stored = try connection.query("SELECT action_triggers.config_json($1)::text AS config", [id])
                         .singleRow().string("config")
                     logger.info("config created", ["config.id": id])
                     return .json(201, stored, headers: [("Location", "/api/action-triggers/\(id)")])
@@ -74,23 +79,33 @@ struct ConfigAPI: Sendable {
 
     private func replace(_ request: HTTPServerRequest, _ match: RouteMatch, partial: Bool) -> HTTPServerResponse {
         guard let id = configID(match) else { return .detail(404, "Not found.") }
-        if let problem = checkBody(request) { return problem }
+        let document: JSONValue
+        switch parseBody(request) {
+        case .success(let value): document = value
+        case .failure(let problem): return problem.response
+        }
         let body = String(decoding: request.body, as: UTF8.self)
         return respond {
             try pool.withConnection { connection in
                 try connection.transaction { connection in
-                    let current = try connection.query(
-                        "SELECT action_triggers.get_config(id)::text AS config FROM action_triggers.config WHERE id = $1 FOR UPDATE",
-                        [String(id)])
+                    let current = try connection.query("""
+                        SELECT action_triggers.get_config(id)::text AS config, payload::text AS payload
+                        FROM action_triggers.config WHERE id = $1 FOR UPDATE
+                        """, [String(id)])
                     guard let existing = current.rows.first?["config"] else { return .detail(404, "Not found.") }
+                    // The payload text keeps its key order; a PATCH without a payload keeps the stored one.
+                    let payload = partial && !Self.hasPayload(document)
+                        ? current.rows.first?["payload"]
+                        : Self.payloadText(document)
                     // PATCH merges the given top-level fields over the stored config.
                     let merged = partial
                         ? try connection.query("SELECT (($1::jsonb - 'id') || $2::jsonb)::text AS body", [existing, body])
                             .singleRow().string("body")
                         : body
                     if let errors = try validationErrors(merged, connection) { return .json(400, errors) }
-                    try connection.query("SELECT action_triggers.update_config($1, $2::jsonb)", [String(id), merged])
-                    let stored = try connection.query("SELECT action_triggers.get_config($1)::text AS config", [String(id)])
+                    try connection.query(
+                        "SELECT action_triggers.update_config($1, $2::jsonb, $3::json)", [String(id), merged, payload])
+                    let stored = try connection.query("SELECT action_triggers.config_json($1)::text AS config", [String(id)])
                         .singleRow().string("config")
                     logger.info("config updated", ["config.id": id])
                     return .json(200, stored)
@@ -127,19 +142,39 @@ struct ConfigAPI: Sendable {
         return id
     }
 
-    /// Returns 415 for a body that is not JSON by its Content-Type, 400 for malformed JSON, or nil.
-    private func checkBody(_ request: HTTPServerRequest) -> HTTPServerResponse? {
+    /// A response that ends a request before it reaches the database.
+    private struct BodyProblem: Error {
+        let response: HTTPServerResponse
+    }
+
+    /// Parses a request body: 415 when its Content-Type is not JSON, 400 for malformed JSON.
+    private func parseBody(_ request: HTTPServerRequest) -> Result<JSONValue, BodyProblem> {
         let contentType = request.header("Content-Type") ?? ""
         let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         guard mediaType == "application/json" else {
-            return .detail(415, "Unsupported media type \"\(contentType)\" in request; send application/json.")
+            return .failure(BodyProblem(
+                response: .detail(415, "Unsupported media type \"\(contentType)\" in request; send application/json.")))
         }
         do {
-            _ = try JSONParser.parse(request.body)
+            return .success(try JSONParser.parse(request.body))
         } catch {
-            return .detail(400, "JSON parse error: \(error.description)")
+            return .failure(BodyProblem(response: .detail(400, "JSON parse error: \(error.description)")))
         }
-        return nil
+    }
+
+    /// The body's payload object as JSON text with its members in the order written, or nil.
+    private static func payloadText(_ document: JSONValue) -> String? {
+        guard case .object(let fields) = document, let payload = fields["payload"], case .object = payload else {
+            return nil
+        }
+        return payload.jsonText
+    }
+
+    private static func hasPayload(_ document: JSONValue) -> Bool {
+        guard case .object(let fields) = document else {
+            return false
+        }
+        return fields["payload"] != nil
     }
 
     /// Returns the validation errors as JSON text, or nil when the body is valid.

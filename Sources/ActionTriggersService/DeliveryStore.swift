@@ -13,7 +13,8 @@ struct ClaimedDelivery {
     /// The configured headers as stored: a JSON object text.
     let headers: String
     let timeoutSecs: Double?
-    let payloadTemplate: String?
+    /// The body rendered from a payload template at dispatch; nil sends the row image.
+    let renderedPayload: String?
     /// The reason the URL may not be connected to now, from `action_triggers.webhook_url_error`.
     let urlError: String?
     let event: CapturedEvent
@@ -120,7 +121,7 @@ enum DeliveryStore {
                 method: try row.string("http_method"),
                 headers: try row.string("headers"),
                 timeoutSecs: try row.optional("timeout_secs", row.double),
-                payloadTemplate: row["payload"],
+                renderedPayload: row["payload"],
                 urlError: row["url_error"],
                 event: CapturedEvent(
                     id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),

@@ -14,7 +14,6 @@ import PostgresClient
 final class DeliveryWorker: Sendable {
     private let conninfo: String
     private let settings: Settings
-    private let renderer: any PayloadRendering
     private let logger: Logger
     private let stop: StopFlag
     private let wake: WakeSignal
@@ -33,14 +32,13 @@ final class DeliveryWorker: Sendable {
     }
 
     init(
-        conninfo: String, settings: Settings, renderer: any PayloadRendering,
+        conninfo: String, settings: Settings,
         logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth, metrics: ServiceMetrics
     ) {
         self.health = health
         self.metrics = metrics
         self.conninfo = conninfo
         self.settings = settings
-        self.renderer = renderer
         self.logger = logger
         self.stop = stop
         self.wake = wake
@@ -213,7 +211,7 @@ final class DeliveryWorker: Sendable {
         }
         let body: [UInt8]
         do {
-            body = try renderer.render(delivery.event, template: delivery.payloadTemplate)
+            body = try DeliveryBody.bytes(renderedPayload: delivery.renderedPayload, event: delivery.event)
         } catch {
             return .failure(NotSent(message: "not sent: payload rendering failed: \(error)"))
         }

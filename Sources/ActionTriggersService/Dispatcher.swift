@@ -18,9 +18,12 @@ final class Dispatcher: Sendable {
     private let health: ServiceHealth
     private let metrics: ServiceMetrics
 
+    /// Claims a batch of events, marks them dispatched and creates the deliveries of
+    /// configs without a payload template. Returns one row: the counts, the events by
+    /// model and signal, and the matches whose payload the service must render.
     static let dispatchSQL = """
         WITH batch AS (
-            SELECT e.id, e.table_oid, e.signal
+            SELECT e.id, e.table_oid, e.signal, e.operation, e.new_row, e.old_row
             FROM action_triggers.event e
             WHERE e.dispatched_at IS NULL
             ORDER BY e.id
@@ -32,10 +35,11 @@ final class Dispatcher: Sendable {
             FROM batch b
             WHERE e.id = b.id
             RETURNING e.id
-        ), created AS (
-            INSERT INTO action_triggers.delivery
-                (event_id, config_id, webhook_id, url, http_method, headers, timeout_secs, payload)
-            SELECT DISTINCT ON (b.id, w.id) b.id, c.id, w.id, w.url, w.http_method, w.headers, w.timeout_secs, c.payload
+        ), matched AS (
+            SELECT DISTINCT ON (b.id, w.id)
+                b.id AS event_id, c.id AS config_id, w.id AS webhook_id, w.url, w.http_method, w.headers,
+                w.timeout_secs, c.payload, ct.table_oid AS config_table,
+                ct.app_label || '.' || lower(ct.model_name) AS model
             FROM batch b
             -- pg_partition_ancestors lists a partition and its parents, and nothing for a plain table.
             JOIN action_triggers.config_content_type ct
@@ -45,9 +49,55 @@ final class Dispatcher: Sendable {
             JOIN action_triggers.config_signal s ON s.config_id = c.id AND s.signal = b.signal
             JOIN action_triggers.webhook w ON w.config_id = c.id
             ORDER BY b.id, w.id
+        ), created AS (
+            INSERT INTO action_triggers.delivery
+                (event_id, config_id, webhook_id, url, http_method, headers, timeout_secs)
+            SELECT m.event_id, m.config_id, m.webhook_id, m.url, m.http_method, m.headers, m.timeout_secs
+            FROM matched m
+            WHERE m.payload IS NULL
             RETURNING id
+        ), labeled AS (
+            SELECT DISTINCT ON (b.id) b.signal, m.event_id IS NOT NULL AS matched,
+                coalesce(m.model, (
+                    SELECT ct.app_label || '.' || lower(ct.model_name)
+                    FROM action_triggers.config_content_type ct
+                    WHERE ct.table_oid = b.table_oid
+                    LIMIT 1), 'unknown') AS model
+            FROM batch b
+            LEFT JOIN matched m ON m.event_id = b.id
+            ORDER BY b.id
         )
-        SELECT (SELECT count(*) FROM marked) AS events, (SELECT count(*) FROM created) AS deliveries
+        SELECT
+            (SELECT count(*) FROM marked) AS events,
+            (SELECT count(*) FROM created) AS deliveries,
+            (SELECT json_agg(json_build_object('model', l.model, 'signal', l.signal, 'events', l.events, 'matched', l.matched))
+             FROM (SELECT model, signal, count(*) AS events, count(*) FILTER (WHERE matched) AS matched
+                   FROM labeled GROUP BY model, signal) AS l)::text AS counts,
+            (SELECT json_agg(json_build_object(
+                        'event_id', m.event_id, 'config_id', m.config_id, 'webhook_id', m.webhook_id, 'url', m.url,
+                        'http_method', m.http_method, 'headers', m.headers, 'timeout_secs', m.timeout_secs,
+                        'template', m.payload, 'table', m.config_table::bigint, 'model', m.model, 'signal', b.signal,
+                        'operation', b.operation, 'new_row', b.new_row, 'old_row', b.old_row)
+                    ORDER BY m.event_id, m.webhook_id)
+             FROM matched m JOIN batch b ON b.id = m.event_id
+             WHERE m.payload IS NOT NULL)::text AS templated
+        """
+
+    /// Creates the deliveries whose payloads the service rendered.
+    static let insertRenderedSQL = """
+        WITH created AS (
+            INSERT INTO action_triggers.delivery
+                (event_id, config_id, webhook_id, url, http_method, headers, timeout_secs, payload,
+                 status, last_error, completed_at)
+            SELECT r.event_id, r.config_id, r.webhook_id, r.url, r.http_method, r.headers, r.timeout_secs,
+                   r.payload::json, r.status, r.last_error, CASE WHEN r.status = 'dead' THEN now() END
+            FROM jsonb_to_recordset($1::jsonb) AS r(
+                event_id bigint, config_id bigint, webhook_id bigint, url text, http_method text, headers jsonb,
+                timeout_secs double precision, payload text, status text, last_error text)
+            RETURNING status
+        )
+        SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead
+        FROM created
         """
 
     init(
@@ -121,10 +171,9 @@ final class Dispatcher: Sendable {
     /// Dispatches batches until the outbox has no undispatched event left.
     private func dispatchAll(_ connection: PostgresConnection) throws {
         while !stop.isSet {
-            let row = try connection.queryPrepared(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
-            let events = try row.int("events")
-            let deliveries = try row.int("deliveries")
-            metrics.eventsDispatched.increment(by: UInt64(events))
+            let (events, deliveries) = try connection.transaction { connection in
+                try dispatchBatch(connection)
+            }
             metrics.deliveriesCreated.increment(by: UInt64(deliveries))
             if deliveries > 0 {
                 onDeliveriesCreated()
@@ -136,5 +185,67 @@ final class Dispatcher: Sendable {
                 return
             }
         }
+    }
+
+    /// Dispatches one batch in the caller's transaction and returns the events taken and
+    /// the deliveries created that are due.
+    private func dispatchBatch(_ connection: PostgresConnection) throws -> (events: Int, deliveries: Int) {
+        let row = try connection.queryPrepared(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
+        let events = try row.int("events")
+        var deliveries = try row.int("deliveries")
+        if let counts = row["counts"] {
+            countEvents(counts)
+        }
+
+        if let templated = row["templated"] {
+            let matches = try Self.matches(fromJSON: templated)
+            let records = try PayloadRenderer(connection: connection, logger: logger).render(matches)
+            let created = try connection.queryPrepared(Self.insertRenderedSQL, [JSONValue.array(records).jsonText])
+                .singleRow()
+            deliveries += try created.int("pending")
+            metrics.deliveriesCreated.increment(by: UInt64(try created.int("dead")))
+        }
+        return (events, deliveries)
+    }
+
+    /// Counts the batch's events by model and signal.
+    private func countEvents(_ countsJSON: String) {
+        guard case .array(let groups)? = try? JSONParser.parse(Array(countsJSON.utf8)) else {
+            return
+        }
+        for case .object(let group) in groups {
+            guard case .string(let model)? = group["model"], case .string(let signal)? = group["signal"],
+                  case .number(let events)? = group["events"], case .number(let matched)? = group["matched"] else {
+                continue
+            }
+            metrics.countEvents(model: model, signal: signal, captured: UInt64(events.double), matched: UInt64(matched.double))
+        }
+    }
+
+    /// Decodes the templated matches of `dispatchSQL`.
+    static func matches(fromJSON text: String) throws -> [PayloadRenderer.Match] {
+        guard case .array(let items) = try JSONParser.parse(Array(text.utf8)) else {
+            return []
+        }
+        var matches: [PayloadRenderer.Match] = []
+        for case .object(let item) in items {
+            guard case .number(let eventID)? = item["event_id"], case .number(let configID)? = item["config_id"],
+                  case .number(let table)? = item["table"], case .string(let model)? = item["model"],
+                  case .string(let signalName)? = item["signal"], let signal = Signal(rawValue: signalName),
+                  case .string(let operation)? = item["operation"], let template = item["template"] else {
+                throw ServiceError.unexpectedResult("the dispatch query returned a match without its fields")
+            }
+            let scope = TemplateScope(
+                table: UInt32(table.text) ?? 0, newRow: item["new_row"]?.objectValue, oldRow: item["old_row"]?.objectValue,
+                eventID: Int64(eventID.text) ?? 0, signal: signal, operation: operation, model: model)
+            var target = JSONObject()
+            for key in ["webhook_id", "url", "http_method", "headers", "timeout_secs"] {
+                target.append(key, item[key] ?? .null)
+            }
+            matches.append(PayloadRenderer.Match(
+                eventID: Int64(eventID.text) ?? 0, configID: Int64(configID.text) ?? 0, template: template,
+                scope: scope, target: target))
+        }
+        return matches
     }
 }

@@ -66,7 +66,7 @@ public final class Service: Sendable {
             logger: Logger(component: "dispatcher", level: logLevel), stop: stop, wake: dispatcherWake, health: health,
             metrics: metrics, onDeliveriesCreated: { deliveryWake.raise() })
         let worker = DeliveryWorker(
-            conninfo: configuration.databaseURL, settings: configuration.settings, renderer: RowImagePayload(),
+            conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "delivery", level: logLevel), stop: stop, wake: deliveryWake, health: health,
             metrics: metrics)
 

@@ -1,9 +1,12 @@
 import Metrics
+import Synchronization
 
 /// The service's Prometheus metrics, created once at start with bounded labels.
 final class ServiceMetrics: Sendable {
     let registry = MetricsRegistry()
-    let eventsDispatched: Counter
+    private let eventsCaptured: LabeledCounter
+    private let eventsDispatched: LabeledCounter
+    private let modelLabels = ModelLabels()
     let deliveriesCreated: Counter
     private let attempts: [String: Counter]
     let attemptDuration: Histogram
@@ -23,8 +26,14 @@ final class ServiceMetrics: Sendable {
     static let outcomes = ["succeeded", "retry", "failed", "dead"]
 
     init(version: String) {
-        eventsDispatched = registry.counter(
-            "action_triggers_events_dispatched_total", help: "Outbox events turned into deliveries (or matched to none).")
+        eventsCaptured = registry.labeledCounter(
+            "action_triggers_events_captured_total",
+            help: "Outbox events taken by the dispatcher, by model (app_label.model_name) and signal.",
+            labelNames: ["model", "signal"])
+        eventsDispatched = registry.labeledCounter(
+            "action_triggers_events_dispatched_total",
+            help: "Outbox events that matched an active config and became deliveries, by model and signal.",
+            labelNames: ["model", "signal"])
         deliveriesCreated = registry.counter(
             "action_triggers_deliveries_created_total", help: "Deliveries created, one per event and webhook.")
         var attempts: [String: Counter] = [:]
@@ -87,5 +96,36 @@ final class ServiceMetrics: Sendable {
 
     func recordDatabaseError(_ component: ServiceHealth.Component) {
         reconnects[component]?.increment()
+    }
+
+    /// Counts a batch's events of one model and signal; `matched` of them became deliveries.
+    func countEvents(model: String, signal: String, captured: UInt64, matched: UInt64) {
+        let label = modelLabels.label(for: model)
+        eventsCaptured.increment([label, signal], by: captured)
+        if matched > 0 {
+            eventsDispatched.increment([label, signal], by: matched)
+        }
+    }
+}
+
+/// Keeps the `model` label bounded: the first `limit` models keep their name, later ones count as "other".
+///
+/// Models come from configs, so the limit is only reached by a deployment with
+/// that many configured tables.
+final class ModelLabels: Sendable {
+    static let limit = 500
+    private let seen = Mutex<Set<String>>([])
+
+    func label(for model: String) -> String {
+        seen.withLock { seen in
+            if seen.contains(model) {
+                return model
+            }
+            guard seen.count < Self.limit else {
+                return "other"
+            }
+            seen.insert(model)
+            return model
+        }
     }
 }

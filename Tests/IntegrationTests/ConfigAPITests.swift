@@ -8,30 +8,6 @@ import FoundationNetworking
 /// The REST API for configs against a running service and a real database.
 @Suite("Config REST API", .serialized)
 struct ConfigAPITests {
-    private struct Reply {
-        let status: Int
-        let body: String
-        let response: HTTPURLResponse
-
-        func json() throws -> Any {
-            try JSONSerialization.jsonObject(with: Data(body.utf8))
-        }
-    }
-
-    private func send(
-        _ method: String, _ url: String, body: String? = nil, contentType: String = "application/json"
-    ) async throws -> Reply {
-        var request = URLRequest(url: try #require(URL(string: url)))
-        request.httpMethod = method
-        if let body {
-            request.httpBody = Data(body.utf8)
-            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
-        }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let http = try #require(response as? HTTPURLResponse)
-        return Reply(status: http.statusCode, body: String(decoding: data, as: UTF8.self), response: http)
-    }
-
     private func start() async throws -> (Harness, String) {
         let harness = try Harness()
         let service = try await harness.startService()

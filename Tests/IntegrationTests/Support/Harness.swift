@@ -47,10 +47,12 @@ final class Harness {
         return process
     }
 
-    /// Runs `action_triggers.create_config` and returns the new id.
+    /// Runs `action_triggers.create_config` and returns the new id. The payload is
+    /// passed again as json, so its keys keep their order.
     @discardableResult
     func createConfig(_ body: String) throws -> Int64 {
-        try database.query("SELECT action_triggers.create_config($1::jsonb) AS id", [body]).singleRow().int64("id")
+        try database.query("SELECT action_triggers.create_config($1::jsonb, $2::json -> 'payload') AS id", [body, body])
+            .singleRow().int64("id")
     }
 
     /// Returns the spec's Example 1 (a customer's post_save and post_delete) aimed at this receiver.

@@ -23,7 +23,7 @@ final class TestDatabase {
         );
         CREATE TABLE myapp_sale (
             id bigserial PRIMARY KEY,
-            customer_id bigint NOT NULL REFERENCES myapp_customer (id) DEFERRABLE INITIALLY DEFERRED,
+            customer_id bigint REFERENCES myapp_customer (id) DEFERRABLE INITIALLY DEFERRED,
             product_id bigint NOT NULL REFERENCES myapp_product (id) DEFERRABLE INITIALLY DEFERRED,
             quantity integer NOT NULL
         );

@@ -1,0 +1,177 @@
+import Foundation
+import PostgresClient
+import Testing
+
+/// Payload templates rendered at dispatch against real rows and foreign keys.
+@Suite("Payload templates", .serialized)
+struct PayloadTemplateIntegrationTests {
+    private func saleConfig(_ harness: Harness, payload: String) -> String {
+        """
+        {
+          "config_signals": [{"signal": "post_save"}],
+          "content_types": [{"app_label": "myapp", "model_name": "Sale"}],
+          "webhooks": [{"url": "\(harness.receiver.baseURL)/sale", "http_method": "POST"}],
+          "active": true,
+          "payload": \(payload)
+        }
+        """
+    }
+
+    @Test("example 3 arrives exact through the API", arguments: [
+        "O'Brien & Sons <Ltd> \"VIP\"\nC:\\tmp",
+        "Café 😀 🇯🇵 東京の顧客 Ωμέγα",
+    ])
+    func exampleThree(customerName: String) async throws {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        let base = try await service.httpBaseURL() + "/api/action-triggers"
+        let payload = #"{"action": "new_sale", "customer_name": "{{ instance.customer.name }}", "product_name": "{{ instance.product.name }}"}"#
+        let created = try await send("POST", base, body: saleConfig(harness, payload: payload))
+        #expect(created.status == 201, "\(created.body)")
+        // The stored payload keeps the order written, which jsonb alone would sort.
+        #expect(created.body.contains(#""payload" : {"action":"new_sale","customer_name":"{{ instance.customer.name }}","product_name":"{{ instance.product.name }}"}"#),
+                "\(created.body)")
+
+        try harness.database.query("""
+            WITH c AS (INSERT INTO myapp_customer (name, email) VALUES ($1, 'c@example.com') RETURNING id),
+                 p AS (INSERT INTO myapp_product (name, description) VALUES ('Ünïcode "widget"', '') RETURNING id)
+            INSERT INTO myapp_sale (customer_id, product_id, quantity) SELECT c.id, p.id, 3 FROM c, p
+            """, [customerName])
+        let request = try #require(try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20)).first)
+
+        #expect(request.path == "/sale")
+        let expected = #"{"action":"new_sale","customer_name":"#
+            + jsonLiteral(customerName) + #","product_name":"Ünïcode \"widget\""}"#
+        #expect(request.bodyText == expected)
+        #expect(!request.bodyText.contains("&#"))
+    }
+
+    @Test("NULL foreign key gives null and still delivers")
+    func nullForeignKey() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        try harness.createConfig(saleConfig(harness, payload: #"{"customer_name": "{{ instance.customer.name }}", "product": "{{ instance.product.name|upper }}"}"#))
+
+        try harness.database.query("""
+            WITH p AS (INSERT INTO myapp_product (name, description) VALUES ('lamp', '') RETURNING id)
+            INSERT INTO myapp_sale (customer_id, product_id, quantity) SELECT NULL, p.id, 1 FROM p
+            """)
+        let request = try #require(try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20)).first)
+
+        #expect(request.bodyText == #"{"customer_name":null,"product":"LAMP"}"#)
+    }
+
+    @Test("typed and interpolated placeholders, old row and event fields")
+    func typedAndText() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        try harness.createConfig(saleConfig(harness, payload: """
+            {"qty": "{{ instance.quantity }}", "label": "qty={{ instance.quantity }}", "was": "{{ old.quantity }}",
+             "created": "{{ event.created }}", "model": "{{ event.model }}", "signal": "{{ event.signal }}",
+             "customer": "{{ instance.customer }}"}
+            """))
+
+        try harness.database.query("""
+            WITH c AS (INSERT INTO myapp_customer (name, email) VALUES ('Ada', 'ada@example.com') RETURNING id),
+                 p AS (INSERT INTO myapp_product (name, description) VALUES ('lamp', '') RETURNING id)
+            INSERT INTO myapp_sale (customer_id, product_id, quantity) SELECT c.id, p.id, 2 FROM c, p
+            """)
+        try harness.database.query("UPDATE myapp_sale SET quantity = 5")
+        let requests = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
+            .sorted { eventID(of: $0) < eventID(of: $1) }
+
+        let customer = #"{"id":1,"name":"Ada","email":"ada@example.com"}"#
+        #expect(requests.map(\.bodyText) == [
+            #"{"qty":2,"label":"qty=2","was":null,"created":true,"model":"myapp.sale","signal":"post_save","customer":"# + customer + "}",
+            #"{"qty":5,"label":"qty=5","was":2,"created":false,"model":"myapp.sale","signal":"post_save","customer":"# + customer + "}",
+        ])
+    }
+
+    @Test("unknown relation, column or filter is a 400 naming the path", arguments: [
+        ("{{ instance.custmer.name }}", "instance.custmer.name"),
+        ("{{ instance.customer.nam }}", "instance.customer.nam"),
+        ("{{ instance.customer.name|shout }}", "shout"),
+        ("{{ myapp.utils.get_token }}", "myapp.utils.get_token"),
+    ])
+    func invalidPaths(placeholder: String, named: String) async throws {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        let base = try await service.httpBaseURL() + "/api/action-triggers"
+
+        let reply = try await send("POST", base, body: saleConfig(harness, payload: #"{"customer_name": ""# + placeholder + #""}"#))
+
+        #expect(reply.status == 400)
+        let errors = try #require(try reply.json() as? [String: [String]])
+        #expect(Array(errors.keys) == ["payload.customer_name"])
+        #expect(errors["payload.customer_name"]?.first?.contains(named) == true, "\(reply.body)")
+        #expect(try harness.database.query("SELECT count(*) AS n FROM action_triggers.config").singleRow().int("n") == 0)
+    }
+
+    /// Columns of every common type, with the values that break naive encoders.
+    static let columnTypes: [(type: String, value: String)] = [
+        ("smallint", "-32768"), ("integer", "2147483647"), ("bigint", "9223372036854775807"),
+        ("numeric", "123456789012345678901234567890.000000000000000001"), ("numeric", "'NaN'"),
+        ("real", "'Infinity'"), ("real", "1.1"), ("double precision", "'-Infinity'"), ("double precision", "0.1"),
+        ("boolean", "true"), ("text", "E'quote \" back\\\\slash \\n newline O''Brien \\u00e9 😀'"),
+        ("varchar(10)", "'short'"), ("char(5)", "'ab'"), ("uuid", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"),
+        ("json", #"'{"b": 1, "a": [1.50, null]}'"#), ("jsonb", #"'{"b": 1, "a": [1.50, null]}'"#),
+        ("bytea", "'\\x00ff10'"), ("date", "'2026-12-04'"), ("time", "'23:59:59.999999'"),
+        ("timestamp", "'2026-12-04 10:11:12.123456'"), ("timestamptz", "'2026-12-04 10:11:12.5+05:30'"),
+        ("timestamptz", "'infinity'"), ("interval", "'1 year 2 months 3 days 04:05:06.7'"),
+        ("integer[]", "'{1,NULL,3}'"), ("text[]", #"'{"a,b","c\"d"}'"#), ("mood", "'happy'"), ("integer", "NULL"),
+    ]
+
+    @Test("every column type arrives as to_jsonb shows it")
+    func columnTypesExact() async throws {
+        let harness = try Harness()
+        let columns = Self.columnTypes.enumerated().map { "c\($0.offset) \($0.element.type)" }
+        try harness.database.execute("""
+            CREATE TYPE mood AS ENUM ('sad', 'happy');
+            CREATE TABLE myapp_typed (id bigserial PRIMARY KEY, \(columns.joined(separator: ", ")));
+            """)
+        try await harness.startService()
+        let placeholders = Self.columnTypes.indices.map { #""c\#($0)": "{{ instance.c\#($0) }}""# }
+        for (path, payload) in [("/default", nil), ("/typed", "{" + placeholders.joined(separator: ", ") + "}")] {
+            try harness.createConfig("""
+                {
+                  "config_signals": [{"signal": "post_save"}],
+                  "content_types": [{"app_label": "myapp", "model_name": "Typed"}],
+                  "webhooks": [{"url": "\(harness.receiver.baseURL)\(path)", "http_method": "POST"}],
+                  "active": true\(payload.map { ", \"payload\": " + $0 } ?? "")
+                }
+                """)
+        }
+
+        let values = Self.columnTypes.map(\.value).joined(separator: ", ")
+        try harness.database.query("INSERT INTO myapp_typed VALUES (DEFAULT, \(values))")
+        let requests = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
+
+        let connection = try harness.database.connect()
+        try connection.execute("SET TimeZone = 'UTC'")
+        let expected = try connection.query("SELECT to_jsonb(t)::text AS row FROM myapp_typed t").singleRow().string("row")
+        for request in requests {
+            let body = request.bodyText
+            for index in Self.columnTypes.indices {
+                let same = try connection.query(
+                    "SELECT ($1::jsonb -> $3) = ($2::jsonb -> $3) AND ($2::jsonb ? $3) AS same", [expected, body, "c\(index)"])
+                    .singleRow().bool("same")
+                #expect(same, "\(request.path) column c\(index) \(Self.columnTypes[index].type): \(body) vs \(expected)")
+            }
+        }
+        #expect(Set(requests.map(\.path)) == ["/default", "/typed"])
+    }
+}
+
+/// Returns a string as a JSON literal, escaped as the service escapes it.
+private func jsonLiteral(_ text: String) -> String {
+    var output = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": output += "\\\""
+        case "\\": output += "\\\\"
+        case "\n": output += "\\n"
+        default: output.unicodeScalars.append(scalar)
+        }
+    }
+    return output + "\""
+}
