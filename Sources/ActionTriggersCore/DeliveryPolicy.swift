@@ -8,6 +8,9 @@ public enum AttemptResult: Sendable, Equatable {
     case connectionFailed(message: String)
     /// The request was never sent, for example a URL outside the allowlist.
     case notSent(reason: String)
+    /// The request was not sent because a dynamic value could not be resolved; its
+    /// source (a variable, file or query) may recover, so the attempt is retried.
+    case unresolved(message: String)
 }
 
 /// The next step for a delivery after an attempt.
@@ -26,7 +29,8 @@ public enum DeliveryDecision: Sendable, Equatable {
 /// 2xx succeeds. Timeouts, connection failures, 408, 429 and 5xx are retried with
 /// the retry policy's backoff, or after `Retry-After` when the receiver sends one.
 /// Redirects are failures, because replaying a POST as a GET would change its meaning.
-/// Any other status, and a request that was never sent, fails without retry.
+/// Any other status, and a request that was never sent, fails without retry, except
+/// when a dynamic value could not be resolved, which is retried.
 public func decideDelivery(after result: AttemptResult, attempt: Int, policy: RetryPolicy, random: Double) -> DeliveryDecision {
     let reason: String
     var retryAfter: Double? = nil
@@ -47,6 +51,8 @@ public func decideDelivery(after result: AttemptResult, attempt: Int, policy: Re
         reason = "connection failed: \(message)"
     case .notSent(let why):
         return .failed(reason: why)
+    case .unresolved(let message):
+        reason = "not sent: \(message)"
     }
 
     guard attempt < policy.maxAttempts else {

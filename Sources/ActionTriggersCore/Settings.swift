@@ -19,6 +19,8 @@ public struct Settings: Sendable {
     public var dispatchBatchSize = 500
     /// The maximum number of webhook requests in flight at once.
     public var deliveryConcurrency = 64
+    /// Names that configs may use as `{{ name }}` in webhook headers and broker settings.
+    public var dynamicValues: [String: DynamicValue] = [:]
 
     public init() {}
 
@@ -76,7 +78,10 @@ public struct Settings: Sendable {
         if let value = fields["delivery_concurrency"] {
             settings.deliveryConcurrency = try integer(value, path: "delivery_concurrency", range: 1...10_000)
         }
-        for key in ["brokers", "dynamic_values"] {
+        if let value = fields["dynamic_values"] {
+            settings.dynamicValues = try dynamicValues(value)
+        }
+        for key in ["brokers"] {
             if let value = fields[key], value != .object([:]) {
                 throw SettingsError(path: key, message: "is not supported by this version yet; remove it or leave it {}")
             }
@@ -85,6 +90,50 @@ public struct Settings: Sendable {
     }
 
     // MARK: - Field parsers
+
+    private static func dynamicValues(_ value: JSONValue) throws(SettingsError) -> [String: DynamicValue] {
+        guard case .object(let entries) = value else {
+            throw SettingsError(path: "dynamic_values", message: "must be an object of names to sources (got \(value.typeName))")
+        }
+        var result: [String: DynamicValue] = [:]
+        for (name, entry) in entries.members {
+            let path = "dynamic_values.\(name)"
+            guard DynamicValue.isValidName(name) else {
+                throw SettingsError(
+                    path: path, message: "is not a valid name: use dotted identifiers such as myapp.utils.get_token")
+            }
+            guard case .object(let fields) = entry else {
+                throw SettingsError(
+                    path: path,
+                    message: #"must be an object such as {"env": "VARIABLE"}, {"file": "/path"} or {"sql": "SELECT ..."} (got \#(entry.typeName))"#)
+            }
+            for key in fields.keys where !["env", "file", "sql", "cache_secs"].contains(key) {
+                throw SettingsError(path: "\(path).\(key)", message: "is not a known field; known: env, file, sql, cache_secs")
+            }
+            var sources: [DynamicValue.Source] = []
+            for key in ["env", "file", "sql"] {
+                guard let field = fields[key] else {
+                    continue
+                }
+                guard case .string(let text) = field, !text.isEmpty else {
+                    throw SettingsError(path: "\(path).\(key)", message: "must be a non-empty string (got \(render(field)))")
+                }
+                switch key {
+                case "env": sources.append(.environment(text))
+                case "file": sources.append(.file(text))
+                default: sources.append(.sql(text))
+                }
+            }
+            guard sources.count == 1, let source = sources.first else {
+                throw SettingsError(path: path, message: "needs exactly one source: env, file or sql")
+            }
+            let cacheSeconds = try fields["cache_secs"].map { value throws(SettingsError) in
+                try number(value, path: "\(path).cache_secs", range: Limits.cacheLifetime)
+            } ?? DynamicValue.defaultCacheSeconds
+            result[name] = DynamicValue(source: source, cacheSeconds: cacheSeconds)
+        }
+        return result
+    }
 
     private static func retryPolicy(_ value: JSONValue) throws(SettingsError) -> RetryPolicy {
         guard case .object(let fields) = value else {
@@ -126,6 +175,7 @@ public struct Settings: Sendable {
         public static let timeout = 0.001...3600.0
         public static let pollInterval = 0.1...3600.0
         public static let retryDelay = 0.001...604_800.0
+        public static let cacheLifetime = 0.0...86_400.0
     }
 
     private static func number(_ value: JSONValue, path: String, range: ClosedRange<Double>) throws(SettingsError) -> Double {

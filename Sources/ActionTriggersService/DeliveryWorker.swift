@@ -19,6 +19,7 @@ final class DeliveryWorker: Sendable {
     private let wake: WakeSignal
     private let health: ServiceHealth
     private let metrics: ServiceMetrics
+    private let dynamicValues: DynamicValueResolver
 
     /// Requests in flight and outcomes not yet written to the delivery log.
     private struct PipelineState {
@@ -42,6 +43,7 @@ final class DeliveryWorker: Sendable {
         self.logger = logger
         self.stop = stop
         self.wake = wake
+        dynamicValues = DynamicValueResolver(definitions: settings.dynamicValues)
     }
 
     /// Runs until the stop flag is set and the requests in flight have finished;
@@ -106,7 +108,7 @@ final class DeliveryWorker: Sendable {
             if !stop.isSet && room > 0 && (wake.consume() || ContinuousClock.now >= claimAt) {
                 let claimed = try DeliveryStore.claim(
                     connection, limit: room, leaseSeconds: settings.maxWebhookTimeout + 60)
-                start(claimed, client: client, state: &state)
+                start(claimed, client: client, connection: connection, state: &state)
                 if claimed.count == room {
                     claimAt = .now
                 } else {
@@ -132,13 +134,15 @@ final class DeliveryWorker: Sendable {
     }
 
     /// Starts a request per claimed delivery; a delivery that cannot be sent is recorded at once.
-    private func start(_ claimed: [ClaimedDelivery], client: HTTPClient, state: inout PipelineState) {
+    private func start(
+        _ claimed: [ClaimedDelivery], client: HTTPClient, connection: PostgresConnection, state: inout PipelineState
+    ) {
         for delivery in claimed {
             let startedAt = Date()
             let tag = state.nextTag
             state.nextTag &+= 1
 
-            switch prepareRequest(for: delivery, timestamp: Int64(startedAt.timeIntervalSince1970)) {
+            switch prepareRequest(for: delivery, timestamp: Int64(startedAt.timeIntervalSince1970), connection: connection) {
             case .success(let request):
                 if let failure = client.start(request, tag: tag) {
                     finish(delivery, result: .notSent(reason: failure.message), startedAt: startedAt, durationMs: 0, state: &state)
@@ -146,7 +150,7 @@ final class DeliveryWorker: Sendable {
                     state.inFlight[tag] = (delivery, startedAt)
                 }
             case .failure(let reason):
-                finish(delivery, result: .notSent(reason: reason.message), startedAt: startedAt, durationMs: 0, state: &state)
+                finish(delivery, result: reason.result, startedAt: startedAt, durationMs: 0, state: &state)
             }
         }
     }
@@ -194,17 +198,31 @@ final class DeliveryWorker: Sendable {
 
     private struct NotSent: Error {
         let message: String
+        var retryable = false
+
+        var result: AttemptResult {
+            retryable ? .unresolved(message: message) : .notSent(reason: message)
+        }
     }
 
-    private func prepareRequest(for delivery: ClaimedDelivery, timestamp: Int64) -> Result<HTTPRequest, NotSent> {
+    private func prepareRequest(
+        for delivery: ClaimedDelivery, timestamp: Int64, connection: PostgresConnection
+    ) -> Result<HTTPRequest, NotSent> {
         if let urlError = delivery.urlError {
             return .failure(NotSent(message: "not sent: \(urlError)"))
         }
-        let configured: [String: String]
+        var configured: [String: String]
         do {
             configured = try JSONDecoder().decode([String: String].self, from: Data(delivery.headers.utf8))
         } catch {
             return .failure(NotSent(message: "not sent: the stored headers are not an object of strings"))
+        }
+        do {
+            for (name, value) in configured {
+                configured[name] = try dynamicValues.resolve(value, connection: connection)
+            }
+        } catch {
+            return .failure(NotSent(message: error.message, retryable: true))
         }
         if let problem = WebhookHeaders.problem(in: configured) {
             return .failure(NotSent(message: "not sent: \(problem)"))

@@ -21,6 +21,7 @@ enum SettingsPublisher {
             ("whitelisted_content_types", settings.whitelistedContentTypes.map(jsonArray)),
             ("whitelisted_webhook_endpoint_patterns", settings.whitelistedWebhookEndpointPatterns.map(jsonArray)),
             ("broker_names", "[]"),
+            ("dynamic_value_names", jsonArray(settings.dynamicValues.keys.sorted())),
             ("max_webhook_timeout", String(settings.maxWebhookTimeout)),
         ]
         try connection.transaction { connection in

@@ -86,4 +86,15 @@ struct DeliveryDecisionTests {
         let decision = decideDelivery(after: .notSent(reason: "URL not allowed"), attempt: 1, policy: policy, random: 0)
         #expect(decision == .failed(reason: "URL not allowed"))
     }
+
+    @Test("unresolved dynamic value is retried")
+    func unresolvedRetried() {
+        let decision = decideDelivery(after: .unresolved(message: "dynamic value a.b: file /x could not be read"),
+                                      attempt: 1, policy: policy, random: 0)
+        guard case .retry(_, let reason) = decision else {
+            Issue.record("expected a retry, got \(decision)")
+            return
+        }
+        #expect(reason == "not sent: dynamic value a.b: file /x could not be read")
+    }
 }

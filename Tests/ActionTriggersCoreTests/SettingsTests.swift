@@ -25,7 +25,9 @@ struct SettingsTests {
              "whitelisted_webhook_endpoint_patterns": ["https://example.com/"],
              "retry": {"max_attempts": 4, "base_delay_secs": 0.5, "max_delay_secs": 10, "jitter": 0},
              "poll_interval_secs": 2, "dispatch_batch_size": 100, "delivery_concurrency": 8,
-             "brokers": {}, "dynamic_values": {}}
+             "brokers": {},
+             "dynamic_values": {"myapp.utils.get_token": {"env": "TOKEN"}, "a.file": {"file": "/run/secret", "cache_secs": 0},
+                                "a.query": {"sql": "SELECT 1", "cache_secs": 5}}}
             """)
         #expect(settings.maxWebhookTimeout == 12.5)
         #expect(settings.maxBrokerTimeout == 3)
@@ -35,6 +37,11 @@ struct SettingsTests {
         #expect(settings.pollInterval == 2)
         #expect(settings.dispatchBatchSize == 100)
         #expect(settings.deliveryConcurrency == 8)
+        #expect(settings.dynamicValues == [
+            "myapp.utils.get_token": DynamicValue(source: .environment("TOKEN"), cacheSeconds: 60),
+            "a.file": DynamicValue(source: .file("/run/secret"), cacheSeconds: 0),
+            "a.query": DynamicValue(source: .sql("SELECT 1"), cacheSeconds: 5),
+        ])
     }
 
     @Test("invalid documents name the key", arguments: [
@@ -54,6 +61,15 @@ struct SettingsTests {
         (#"{"retry": {"tries": 3}}"#, "retry.tries", "is not a known setting"),
         (#"{"brokers": {"rabbit": {}}}"#, "brokers", "is not supported by this version yet"),
         (#"{"dispatch_batch_size": 0}"#, "dispatch_batch_size", "must be an integer from 1 to 10000 (got 0)"),
+        (#"{"dynamic_values": []}"#, "dynamic_values", "must be an object of names to sources (got array)"),
+        (#"{"dynamic_values": {"my app": {"env": "X"}}}"#, "dynamic_values.my app", "is not a valid name"),
+        (#"{"dynamic_values": {"a.b": "X"}}"#, "dynamic_values.a.b", "must be an object such as"),
+        (#"{"dynamic_values": {"a.b": {}}}"#, "dynamic_values.a.b", "needs exactly one source: env, file or sql"),
+        (#"{"dynamic_values": {"a.b": {"env": "X", "file": "/y"}}}"#, "dynamic_values.a.b", "needs exactly one source"),
+        (#"{"dynamic_values": {"a.b": {"env": ""}}}"#, "dynamic_values.a.b.env", "must be a non-empty string"),
+        (#"{"dynamic_values": {"a.b": {"module": "x"}}}"#, "dynamic_values.a.b.module", "is not a known field"),
+        (#"{"dynamic_values": {"a.b": {"env": "X", "cache_secs": -1}}}"#, "dynamic_values.a.b.cache_secs",
+         "must be a number from 0 to 86400 (got -1)"),
     ])
     func invalid(text: String, path: String, message: String) {
         do {

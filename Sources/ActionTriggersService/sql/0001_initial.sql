@@ -576,12 +576,13 @@ BEGIN
 END
 $$;
 
--- Lists every string of a payload with its member path, such as payload.items[0].name.
-CREATE FUNCTION action_triggers.payload_strings(payload jsonb)
+-- Lists every string inside a JSON value with its member path, such as
+-- payload.items[0].name for the root path payload.
+CREATE FUNCTION action_triggers.json_strings(value jsonb, root text)
 RETURNS TABLE (path text, value text)
 LANGUAGE sql IMMUTABLE AS $$
     WITH RECURSIVE node(path, value) AS (
-        SELECT 'payload', payload
+        SELECT root, json_strings.value
         UNION ALL
         SELECT CASE WHEN jsonb_typeof(n.value) = 'object' THEN n.path || '.' || child.key
                     ELSE n.path || '[' || child.key || ']' END,
@@ -720,12 +721,40 @@ DECLARE
     leaf record;
     problem text;
 BEGIN
-    FOR leaf IN SELECT * FROM action_triggers.payload_strings(payload) LOOP
+    FOR leaf IN SELECT * FROM action_triggers.json_strings(payload, 'payload') LOOP
         FOR i IN 1 .. coalesce(cardinality(tables), 0) LOOP
             problem := action_triggers.template_string_error(leaf.value, tables[i], labels[i]);
             IF problem IS NOT NULL THEN
                 errors := action_triggers.add_error(errors, leaf.path, problem);
                 EXIT;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN errors;
+END
+$$;
+
+-- Adds an error for each {{ ... }} in the strings of `value` that does not name a
+-- dynamic value of the settings file. The service resolves them at delivery time.
+CREATE FUNCTION action_triggers.add_dynamic_value_errors(errors jsonb, value jsonb, path text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    names jsonb := coalesce(
+        (SELECT s.value FROM action_triggers.setting s WHERE s.key = 'dynamic_value_names'), '[]');
+    leaf record;
+    placeholder text[];
+    name text;
+BEGIN
+    FOR leaf IN SELECT * FROM action_triggers.json_strings(value, path) LOOP
+        FOR placeholder IN SELECT m FROM regexp_matches(leaf.value, '\{\{(.*?)\}\}', 'g') AS m LOOP
+            name := regexp_replace(placeholder[1], '^\s+|\s+$', '', 'g');
+            IF name !~ '^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$' THEN
+                errors := action_triggers.add_error(errors, leaf.path, format(
+                    '{{%s}} is not a dynamic value: write {{ name }} with a name from dynamic_values of the settings file',
+                    placeholder[1]));
+            ELSIF NOT names ? name THEN
+                errors := action_triggers.add_error(errors, leaf.path, format(
+                    'dynamic value %s is not in dynamic_values of the settings file; add it there to allow it', name));
             END IF;
         END LOOP;
     END LOOP;
@@ -888,6 +917,7 @@ BEGIN
                             IF problem IS NOT NULL THEN
                                 errors := action_triggers.add_error(errors, format('%s.headers.%s', path, field), problem);
                             END IF;
+                            errors := action_triggers.add_dynamic_value_errors(errors, value, format('%s.headers.%s', path, field));
                         END LOOP;
                     END IF;
                 END IF;
@@ -924,6 +954,8 @@ BEGIN
                     IF item ? field AND jsonb_typeof(item -> field) <> 'object' THEN
                         errors := action_triggers.add_error(errors, path || '.' || field,
                             format('must be an object (got %s)', jsonb_typeof(item -> field)));
+                    ELSIF item ? field THEN
+                        errors := action_triggers.add_dynamic_value_errors(errors, item -> field, path || '.' || field);
                     END IF;
                 END LOOP;
                 errors := action_triggers.add_timeout_error(errors, item, path);

@@ -23,25 +23,26 @@ final class Harness {
         database.drop()
     }
 
-    /// Settings with fast retries and an allowlist that names only the given receivers.
-    static func settings(allowing receivers: [TestReceiver], maxAttempts: Int = 4) -> String {
+    /// Settings with fast retries and an allowlist that names only the given receivers;
+    /// `extra` adds members, such as `"dynamic_values": {...}`.
+    static func settings(allowing receivers: [TestReceiver], maxAttempts: Int = 4, extra: String? = nil) -> String {
         let patterns = receivers.map { "\"http://127\\\\.0\\\\.0\\\\.1:\($0.port)/\"" }.joined(separator: ", ")
         return """
             {
               "whitelisted_webhook_endpoint_patterns": [\(patterns)],
               "retry": {"max_attempts": \(maxAttempts), "base_delay_secs": 0.2, "max_delay_secs": 10, "jitter": 0},
               "poll_interval_secs": 5,
-              "max_webhook_timeout": 10
+              "max_webhook_timeout": 10\(extra.map { ",\n" + $0 } ?? "")
             }
             """
     }
 
     /// Starts the service (stopping a running one first) and waits until it listens.
     @discardableResult
-    func startService(settings: String? = nil) async throws -> ServiceProcess {
+    func startService(settings: String? = nil, environment: [String: String] = [:]) async throws -> ServiceProcess {
         service?.stop(signal: SIGKILL)
         let process = try ServiceProcess(
-            databaseURL: database.url, settings: settings ?? Self.settings(allowing: [receiver]))
+            databaseURL: database.url, settings: settings ?? Self.settings(allowing: [receiver]), environment: environment)
         service = process
         try await process.waitUntilReady()
         return process
