@@ -16,17 +16,22 @@ let package = Package(
         .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         // Starts libmicrohttpd (MHD_start_daemon is variadic) and assembles whole requests.
         .target(name: "CHTTPServerShim", dependencies: ["CMicroHTTPD"]),
+        // hiredis: the standard C client for Redis.
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 
         .target(name: "Logging"),
         .target(name: "Metrics"),
         .target(name: "PostgresClient", dependencies: ["CLibPQ"]),
         .target(name: "HTTPClient", dependencies: ["CCurl", "CCurlShim"]),
         .target(name: "HTTPServer", dependencies: ["CHTTPServerShim"]),
+        .target(name: "RedisClient", dependencies: ["CHiredis"]),
         // The domain: configs, settings, policies. No I/O.
         .target(name: "ActionTriggersCore"),
         .target(
             name: "ActionTriggersService",
-            dependencies: ["ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "Logging", "Metrics"],
+            dependencies: [
+                "ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "RedisClient", "Logging", "Metrics",
+            ],
             resources: [.copy("sql"), .copy("openapi.json")]
         ),
         .executableTarget(name: "action-triggers", dependencies: ["ActionTriggersService", "Logging"]),
@@ -36,7 +41,7 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ActionTriggersService", "PostgresClient", "Logging"]
+            dependencies: ["ActionTriggersService", "PostgresClient", "RedisClient", "Logging"]
         ),
     ],
     swiftLanguageModes: [.v6]

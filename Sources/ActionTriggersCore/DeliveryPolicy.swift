@@ -11,6 +11,10 @@ public enum AttemptResult: Sendable, Equatable {
     /// The request was not sent because a dynamic value could not be resolved; its
     /// source (a variable, file or query) may recover, so the attempt is retried.
     case unresolved(message: String)
+    /// A broker accepted the message.
+    case published
+    /// A broker could not be reached, timed out or rejected the message.
+    case publishFailed(message: String)
 }
 
 /// The next step for a delivery after an attempt.
@@ -53,6 +57,10 @@ public func decideDelivery(after result: AttemptResult, attempt: Int, policy: Re
         return .failed(reason: why)
     case .unresolved(let message):
         reason = "not sent: \(message)"
+    case .published:
+        return .succeeded
+    case .publishFailed(let message):
+        reason = "publish failed: \(message)"
     }
 
     guard attempt < policy.maxAttempts else {

@@ -21,6 +21,8 @@ public struct Settings: Sendable {
     public var deliveryConcurrency = 64
     /// Names that configs may use as `{{ name }}` in webhook headers and broker settings.
     public var dynamicValues: [String: DynamicValue] = [:]
+    /// Message brokers by name, which configs' `msg_broker_queues` refer to.
+    public var brokers: [String: BrokerDefinition] = [:]
 
     public init() {}
 
@@ -81,10 +83,8 @@ public struct Settings: Sendable {
         if let value = fields["dynamic_values"] {
             settings.dynamicValues = try dynamicValues(value)
         }
-        for key in ["brokers"] {
-            if let value = fields[key], value != .object([:]) {
-                throw SettingsError(path: key, message: "is not supported by this version yet; remove it or leave it {}")
-            }
+        if let value = fields["brokers"] {
+            settings.brokers = try brokers(value)
         }
         return settings
     }

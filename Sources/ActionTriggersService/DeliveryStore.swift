@@ -53,7 +53,7 @@ enum DeliveryStore {
         WITH due AS (
             SELECT d.id
             FROM action_triggers.delivery d
-            WHERE d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= now()
+            WHERE d.target = 'webhook' AND d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= now()
             ORDER BY d.next_attempt_at, d.id
             LIMIT $1
             FOR UPDATE SKIP LOCKED
@@ -102,7 +102,7 @@ enum DeliveryStore {
     static let secondsUntilNextDueSQL = """
         SELECT extract(epoch FROM min(next_attempt_at) - now()) AS seconds
         FROM action_triggers.delivery
-        WHERE status IN ('pending', 'in_flight')
+        WHERE target = $1 AND status IN ('pending', 'in_flight')
         """
 
     static func claim(_ connection: PostgresConnection, limit: Int, leaseSeconds: Double) throws -> [ClaimedDelivery] {
@@ -135,9 +135,45 @@ enum DeliveryStore {
         try connection.queryPrepared(recordSQL, [json])
     }
 
-    /// Returns the seconds until the next delivery is due, or `nil` when none is waiting.
-    static func secondsUntilNextDue(_ connection: PostgresConnection) throws -> Double? {
-        let row = try connection.queryPrepared(secondsUntilNextDueSQL).singleRow()
+    /// Returns the seconds until the next delivery to a target (`webhook` or `broker`)
+    /// is due, or `nil` when none is waiting.
+    static func secondsUntilNextDue(_ connection: PostgresConnection, target: String) throws -> Double? {
+        let row = try connection.queryPrepared(secondsUntilNextDueSQL, [target]).singleRow()
         return try row.optional("seconds", row.double)
     }
+}
+
+extension AttemptRecord {
+/// Creates the log entry of an attempt from its result and the decision that followed.
+init(id: Int64, attempt: Int, result: AttemptResult, decision: DeliveryDecision, startedAt: Double, durationMs: Double) {
+    var statusCode: Int? = nil
+    if case .response(let status, _) = result {
+        statusCode = status
+    }
+    let status: String
+    let outcome: String
+    var delay = 0.0
+    var error: String? = nil
+    switch decision {
+    case .succeeded:
+        status = "succeeded"
+        outcome = "succeeded"
+    case .retry(let wait, let reason):
+        status = "pending"
+        outcome = "retry"
+        delay = wait
+        error = reason
+    case .failed(let reason):
+        status = "failed"
+        outcome = "failed"
+        error = reason
+    case .dead(let reason):
+        status = "dead"
+        outcome = "dead"
+        error = reason
+    }
+    self.init(
+        id: id, attempt: attempt, status: status, delaySecs: delay, statusCode: statusCode,
+        error: error, startedAt: startedAt, durationMs: durationMs, outcome: outcome)
+}
 }

@@ -34,7 +34,8 @@ final class DeliveryWorker: Sendable {
 
     init(
         conninfo: String, settings: Settings,
-        logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth, metrics: ServiceMetrics
+        logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth, metrics: ServiceMetrics,
+        dynamicValues: DynamicValueResolver
     ) {
         self.health = health
         self.metrics = metrics
@@ -43,7 +44,7 @@ final class DeliveryWorker: Sendable {
         self.logger = logger
         self.stop = stop
         self.wake = wake
-        dynamicValues = DynamicValueResolver(definitions: settings.dynamicValues)
+        self.dynamicValues = dynamicValues
     }
 
     /// Runs until the stop flag is set and the requests in flight have finished;
@@ -112,7 +113,7 @@ final class DeliveryWorker: Sendable {
                 if claimed.count == room {
                     claimAt = .now
                 } else {
-                    let untilDue = try DeliveryStore.secondsUntilNextDue(connection) ?? settings.pollInterval
+                    let untilDue = try DeliveryStore.secondsUntilNextDue(connection, target: "webhook") ?? settings.pollInterval
                     claimAt = .now + .milliseconds(Int64(min(max(untilDue, 0.001), settings.pollInterval) * 1000))
                 }
             }
@@ -189,10 +190,10 @@ final class DeliveryWorker: Sendable {
             let retryAt = ContinuousClock.now + .milliseconds(Int64(delay * 1000))
             state.earliestRetry = min(state.earliestRetry ?? retryAt, retryAt)
         }
-        let record = Self.record(
-            for: delivery, result: result, decision: decision, startedAt: startedAt.timeIntervalSince1970,
-            durationMs: durationMs)
-        metrics.recordAttempt(outcome: record.outcome, durationSeconds: durationMs / 1000)
+        let record = AttemptRecord(
+            id: delivery.id, attempt: delivery.attempt, result: result, decision: decision,
+            startedAt: startedAt.timeIntervalSince1970, durationMs: durationMs)
+        metrics.recordAttempt(target: "webhook", outcome: record.outcome, durationSeconds: durationMs / 1000)
         state.unrecorded.append(record)
     }
 
@@ -282,39 +283,5 @@ final class DeliveryWorker: Sendable {
             "delivery.attempt": delivery.attempt, "retry.delay_ms": retryDelay, "error": error,
             "log.suppressed": suppressed > 0 ? suppressed : nil,
         ])
-    }
-
-    private static func record(
-        for delivery: ClaimedDelivery, result: AttemptResult, decision: DeliveryDecision, startedAt: Double, durationMs: Double
-    ) -> AttemptRecord {
-        var statusCode: Int? = nil
-        if case .response(let status, _) = result {
-            statusCode = status
-        }
-        let status: String
-        let outcome: String
-        var delay = 0.0
-        var error: String? = nil
-        switch decision {
-        case .succeeded:
-            status = "succeeded"
-            outcome = "succeeded"
-        case .retry(let wait, let reason):
-            status = "pending"
-            outcome = "retry"
-            delay = wait
-            error = reason
-        case .failed(let reason):
-            status = "failed"
-            outcome = "failed"
-            error = reason
-        case .dead(let reason):
-            status = "dead"
-            outcome = "dead"
-            error = reason
-        }
-        return AttemptRecord(
-            id: delivery.id, attempt: delivery.attempt, status: status, delaySecs: delay, statusCode: statusCode,
-            error: error, startedAt: startedAt, durationMs: durationMs, outcome: outcome)
     }
 }

@@ -3,7 +3,7 @@ import Logging
 import PostgresClient
 import Foundation
 
-/// Turns outbox events into deliveries: one per matching active config and webhook.
+/// Turns outbox events into deliveries: one per matching active config and webhook or broker queue.
 ///
 /// Events are claimed in id order with `FOR UPDATE SKIP LOCKED`, so several
 /// instances share the outbox without coordination. Matching happens here, at
@@ -36,10 +36,10 @@ final class Dispatcher: Sendable {
             WHERE e.id = b.id
             RETURNING e.id
         ), matched AS (
-            SELECT DISTINCT ON (b.id, w.id)
-                b.id AS event_id, c.id AS config_id, w.id AS webhook_id, w.url, w.http_method, w.headers,
-                w.timeout_secs, c.payload, ct.table_oid AS config_table,
-                ct.app_label || '.' || lower(ct.model_name) AS model
+            SELECT DISTINCT ON (b.id, t.target, t.target_id)
+                b.id AS event_id, c.id AS config_id, t.target, t.target_id, t.url, t.http_method, t.headers,
+                t.broker_name, t.conn_details, t.parameters, t.timeout_secs, c.payload,
+                ct.table_oid AS config_table, ct.app_label || '.' || lower(ct.model_name) AS model
             FROM batch b
             -- pg_partition_ancestors lists a partition and its parents, and nothing for a plain table.
             JOIN action_triggers.config_content_type ct
@@ -47,12 +47,23 @@ final class Dispatcher: Sendable {
               OR ct.table_oid IN (SELECT relid FROM pg_partition_ancestors(b.table_oid))
             JOIN action_triggers.config c ON c.id = ct.config_id AND c.active
             JOIN action_triggers.config_signal s ON s.config_id = c.id AND s.signal = b.signal
-            JOIN action_triggers.webhook w ON w.config_id = c.id
-            ORDER BY b.id, w.id
+            CROSS JOIN LATERAL (
+                SELECT 'webhook' AS target, w.id AS target_id, w.url, w.http_method, w.headers,
+                       NULL AS broker_name, NULL::jsonb AS conn_details, NULL::jsonb AS parameters, w.timeout_secs
+                FROM action_triggers.webhook w WHERE w.config_id = c.id
+                UNION ALL
+                SELECT 'broker', q.id, NULL, NULL, NULL, q.name, q.conn_details, q.parameters, q.timeout_secs
+                FROM action_triggers.msg_broker_queue q WHERE q.config_id = c.id
+            ) AS t
+            ORDER BY b.id, t.target, t.target_id
         ), created AS (
             INSERT INTO action_triggers.delivery
-                (event_id, config_id, webhook_id, url, http_method, headers, timeout_secs)
-            SELECT m.event_id, m.config_id, m.webhook_id, m.url, m.http_method, m.headers, m.timeout_secs
+                (event_id, config_id, target, webhook_id, url, http_method, headers, msg_broker_queue_id, broker_name,
+                 conn_details, parameters, timeout_secs, model)
+            SELECT m.event_id, m.config_id, m.target,
+                   CASE WHEN m.target = 'webhook' THEN m.target_id END, m.url, m.http_method, m.headers,
+                   CASE WHEN m.target = 'broker' THEN m.target_id END, m.broker_name, m.conn_details, m.parameters,
+                   m.timeout_secs, m.model
             FROM matched m
             WHERE m.payload IS NULL
             RETURNING id
@@ -74,11 +85,15 @@ final class Dispatcher: Sendable {
              FROM (SELECT model, signal, count(*) AS events, count(*) FILTER (WHERE matched) AS matched
                    FROM labeled GROUP BY model, signal) AS l)::text AS counts,
             (SELECT json_agg(json_build_object(
-                        'event_id', m.event_id, 'config_id', m.config_id, 'webhook_id', m.webhook_id, 'url', m.url,
-                        'http_method', m.http_method, 'headers', m.headers, 'timeout_secs', m.timeout_secs,
-                        'template', m.payload, 'table', m.config_table::bigint, 'model', m.model, 'signal', b.signal,
-                        'operation', b.operation, 'new_row', b.new_row, 'old_row', b.old_row)
-                    ORDER BY m.event_id, m.webhook_id)
+                        'event_id', m.event_id, 'config_id', m.config_id, 'target', m.target,
+                        'webhook_id', CASE WHEN m.target = 'webhook' THEN m.target_id END,
+                        'url', m.url, 'http_method', m.http_method, 'headers', m.headers,
+                        'msg_broker_queue_id', CASE WHEN m.target = 'broker' THEN m.target_id END,
+                        'broker_name', m.broker_name, 'conn_details', m.conn_details, 'parameters', m.parameters,
+                        'timeout_secs', m.timeout_secs, 'template', m.payload, 'table', m.config_table::bigint,
+                        'model', m.model, 'signal', b.signal, 'operation', b.operation, 'new_row', b.new_row,
+                        'old_row', b.old_row)
+                    ORDER BY m.event_id, m.target, m.target_id)
              FROM matched m JOIN batch b ON b.id = m.event_id
              WHERE m.payload IS NOT NULL)::text AS templated
         """
@@ -87,13 +102,15 @@ final class Dispatcher: Sendable {
     static let insertRenderedSQL = """
         WITH created AS (
             INSERT INTO action_triggers.delivery
-                (event_id, config_id, webhook_id, url, http_method, headers, timeout_secs, payload,
-                 status, last_error, completed_at)
-            SELECT r.event_id, r.config_id, r.webhook_id, r.url, r.http_method, r.headers, r.timeout_secs,
+                (event_id, config_id, target, webhook_id, url, http_method, headers, msg_broker_queue_id, broker_name,
+                 conn_details, parameters, timeout_secs, model, payload, status, last_error, completed_at)
+            SELECT r.event_id, r.config_id, r.target, r.webhook_id, r.url, r.http_method, r.headers,
+                   r.msg_broker_queue_id, r.broker_name, r.conn_details, r.parameters, r.timeout_secs, r.model,
                    r.payload::json, r.status, r.last_error, CASE WHEN r.status = 'dead' THEN now() END
             FROM jsonb_to_recordset($1::jsonb) AS r(
-                event_id bigint, config_id bigint, webhook_id bigint, url text, http_method text, headers jsonb,
-                timeout_secs double precision, payload text, status text, last_error text)
+                event_id bigint, config_id bigint, target text, webhook_id bigint, url text, http_method text,
+                headers jsonb, msg_broker_queue_id bigint, broker_name text, conn_details jsonb, parameters jsonb,
+                timeout_secs double precision, model text, payload text, status text, last_error text)
             RETURNING status
         )
         SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead
@@ -239,7 +256,10 @@ final class Dispatcher: Sendable {
                 table: UInt32(table.text) ?? 0, newRow: item["new_row"]?.objectValue, oldRow: item["old_row"]?.objectValue,
                 eventID: Int64(eventID.text) ?? 0, signal: signal, operation: operation, model: model)
             var target = JSONObject()
-            for key in ["webhook_id", "url", "http_method", "headers", "timeout_secs"] {
+            for key in [
+                "target", "webhook_id", "url", "http_method", "headers", "msg_broker_queue_id", "broker_name",
+                "conn_details", "parameters", "timeout_secs", "model",
+            ] {
                 target.append(key, item[key] ?? .null)
             }
             matches.append(PayloadRenderer.Match(

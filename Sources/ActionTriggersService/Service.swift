@@ -29,6 +29,7 @@ public final class Service: Sendable {
     private let finished = DispatchGroup()
     private let dispatcherWake = WakeSignal()
     private let deliveryWake = WakeSignal()
+    private let brokerWake = WakeSignal()
     private let health = ServiceHealth()
     private let metrics = ServiceMetrics(version: Version.current)
     private let httpServer = Mutex<HTTPServer?>(nil)
@@ -58,21 +59,32 @@ public final class Service: Sendable {
 
         let dispatcherWake = self.dispatcherWake
         let deliveryWake = self.deliveryWake
+        let brokerWake = self.brokerWake
+        let dynamicValues = DynamicValueResolver(definitions: configuration.settings.dynamicValues)
         let listener = Listener(
             conninfo: configuration.databaseURL, logger: Logger(component: "listener", level: logLevel), stop: stop,
             health: health, metrics: metrics, onWake: { dispatcherWake.raise() })
         let dispatcher = Dispatcher(
             conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "dispatcher", level: logLevel), stop: stop, wake: dispatcherWake, health: health,
-            metrics: metrics, onDeliveriesCreated: { deliveryWake.raise() })
+            metrics: metrics,
+            onDeliveriesCreated: {
+                deliveryWake.raise()
+                brokerWake.raise()
+            })
         let worker = DeliveryWorker(
             conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "delivery", level: logLevel), stop: stop, wake: deliveryWake, health: health,
-            metrics: metrics)
+            metrics: metrics, dynamicValues: dynamicValues)
+        let brokerWorker = BrokerWorker(
+            conninfo: configuration.databaseURL, settings: configuration.settings,
+            logger: Logger(component: "broker", level: logLevel), stop: stop, wake: brokerWake, health: health,
+            metrics: metrics, dynamicValues: dynamicValues)
 
         startThread(named: "listener") { listener.run() }
         startThread(named: "dispatcher") { dispatcher.run() }
         startThread(named: "delivery") { worker.run() }
+        startThread(named: "broker") { brokerWorker.run() }
 
         let pool = ConnectionPool(conninfo: configuration.databaseURL, applicationName: "action-triggers/api", maxIdle: 4)
         let configAPI = ConfigAPI(pool: pool, logger: Logger(component: "api", level: logLevel))
@@ -105,6 +117,7 @@ public final class Service: Sendable {
         stop.set()
         dispatcherWake.raise()
         deliveryWake.raise()
+        brokerWake.raise()
         return finished.wait(timeout: .now() + timeout) == .success
     }
 

@@ -3,18 +3,20 @@ import Synchronization
 /// Whether each worker thread currently has a working database connection, for `/readyz`.
 final class ServiceHealth: Sendable {
     enum Component: String, CaseIterable, Sendable {
-        case listener, dispatcher, delivery
+        case listener, dispatcher, delivery, broker
     }
 
     private let listener = Atomic<Bool>(false)
     private let dispatcher = Atomic<Bool>(false)
     private let delivery = Atomic<Bool>(false)
+    private let broker = Atomic<Bool>(false)
 
     func set(_ component: Component, ready: Bool) {
         switch component {
         case .listener: listener.store(ready, ordering: .relaxed)
         case .dispatcher: dispatcher.store(ready, ordering: .relaxed)
         case .delivery: delivery.store(ready, ordering: .relaxed)
+        case .broker: broker.store(ready, ordering: .relaxed)
         }
     }
 
@@ -23,6 +25,7 @@ final class ServiceHealth: Sendable {
         case .listener: listener.load(ordering: .relaxed)
         case .dispatcher: dispatcher.load(ordering: .relaxed)
         case .delivery: delivery.load(ordering: .relaxed)
+        case .broker: broker.load(ordering: .relaxed)
         }
     }
 

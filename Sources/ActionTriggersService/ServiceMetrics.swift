@@ -1,3 +1,4 @@
+import ActionTriggersCore
 import Metrics
 import Synchronization
 
@@ -8,9 +9,10 @@ final class ServiceMetrics: Sendable {
     private let eventsDispatched: LabeledCounter
     private let modelLabels = ModelLabels()
     let deliveriesCreated: Counter
-    private let attempts: [String: Counter]
+    private let attempts: [String: [String: Counter]]
     let attemptDuration: Histogram
     let deliveriesInFlight: Gauge
+    let redisPublishesWithoutSubscribers: Counter
     private let reconnects: [ServiceHealth.Component: Counter]
     let httpRequests: LabeledCounter
     let httpDuration: Histogram
@@ -25,6 +27,9 @@ final class ServiceMetrics: Sendable {
     /// The outcomes of an attempt, as `delivery_attempt.outcome` stores them.
     static let outcomes = ["succeeded", "retry", "failed", "dead"]
 
+    /// The target kinds of an attempt: webhooks and the broker types.
+    static let targets = ["webhook"] + BrokerType.allCases.map(\.rawValue)
+
     init(version: String) {
         eventsCaptured = registry.labeledCounter(
             "action_triggers_events_captured_total",
@@ -36,11 +41,13 @@ final class ServiceMetrics: Sendable {
             labelNames: ["model", "signal"])
         deliveriesCreated = registry.counter(
             "action_triggers_deliveries_created_total", help: "Deliveries created, one per event and webhook.")
-        var attempts: [String: Counter] = [:]
-        for outcome in Self.outcomes {
-            attempts[outcome] = registry.counter(
-                "action_triggers_delivery_attempts_total", help: "Delivery attempts by target kind and outcome.",
-                labels: [("target", "webhook"), ("outcome", outcome)])
+        var attempts: [String: [String: Counter]] = [:]
+        for target in Self.targets {
+            for outcome in Self.outcomes {
+                attempts[target, default: [:]][outcome] = registry.counter(
+                    "action_triggers_delivery_attempts_total", help: "Delivery attempts by target kind and outcome.",
+                    labels: [("target", target), ("outcome", outcome)])
+            }
         }
         self.attempts = attempts
 
@@ -50,6 +57,9 @@ final class ServiceMetrics: Sendable {
             buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
         deliveriesInFlight = registry.gauge(
             "action_triggers_deliveries_in_flight", help: "Webhook requests sent and not yet finished.")
+        redisPublishesWithoutSubscribers = registry.counter(
+            "action_triggers_redis_publish_no_subscribers_total",
+            help: "Redis PUBLISH calls that reached no subscriber, so nobody received the message.")
         var reconnects: [ServiceHealth.Component: Counter] = [:]
         for component in ServiceHealth.Component.allCases {
             reconnects[component] = registry.counter(
@@ -81,8 +91,9 @@ final class ServiceMetrics: Sendable {
         ).set(1)
     }
 
-    func recordAttempt(outcome: String, durationSeconds: Double) {
-        attempts[outcome]?.increment()
+    /// Counts an attempt; `target` is `webhook` or a broker type.
+    func recordAttempt(target: String, outcome: String, durationSeconds: Double) {
+        attempts[target]?[outcome]?.increment()
         attemptDuration.observe(durationSeconds)
     }
 

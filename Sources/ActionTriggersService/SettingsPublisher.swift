@@ -20,7 +20,7 @@ enum SettingsPublisher {
         let values: [(String, String?)] = [
             ("whitelisted_content_types", settings.whitelistedContentTypes.map(jsonArray)),
             ("whitelisted_webhook_endpoint_patterns", settings.whitelistedWebhookEndpointPatterns.map(jsonArray)),
-            ("broker_names", "[]"),
+            ("brokers", brokerCatalog(settings.brokers)),
             ("dynamic_value_names", jsonArray(settings.dynamicValues.keys.sorted())),
             ("max_webhook_timeout", String(settings.maxWebhookTimeout)),
         ]
@@ -36,6 +36,21 @@ enum SettingsPublisher {
                 }
             }
         }
+    }
+
+    /// Describes each broker by its type and the keys it sets, never their values,
+    /// which may be secrets.
+    private static func brokerCatalog(_ brokers: [String: BrokerDefinition]) -> String {
+        var catalog = JSONObject()
+        for (name, broker) in brokers.sorted(by: { $0.key < $1.key }) {
+            catalog.append(name, .object([
+                "broker_type": .string(broker.type.rawValue),
+                "conn_details": .array(broker.connDetails.keys.map(JSONValue.string)),
+                "params": .array(broker.params.keys.map(JSONValue.string)),
+                "connection_keys": .array(broker.type.connectionKeys.map(JSONValue.string)),
+            ]))
+        }
+        return JSONValue.object(catalog).jsonText
     }
 
     private static func jsonArray(_ strings: [String]) -> String {

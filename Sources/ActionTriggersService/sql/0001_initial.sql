@@ -93,17 +93,28 @@ CREATE TABLE action_triggers.event (
 );
 CREATE INDEX event_undispatched ON action_triggers.event (id) WHERE dispatched_at IS NULL;
 
--- One row per event and webhook. The target is copied from the config when the
--- event is dispatched, so later config changes never alter a delivery in progress.
+-- One row per event and webhook or broker queue. The target is copied from the
+-- config when the event is dispatched, so later config changes never alter a
+-- delivery in progress.
 CREATE TABLE action_triggers.delivery (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id bigint NOT NULL REFERENCES action_triggers.event (id) ON DELETE CASCADE,
     config_id bigint NOT NULL,
-    webhook_id bigint NOT NULL,
-    url text NOT NULL,
-    http_method text NOT NULL,
-    headers jsonb NOT NULL,
+    target text NOT NULL DEFAULT 'webhook' CHECK (target IN ('webhook', 'broker')),
+    -- For a webhook:
+    webhook_id bigint,
+    url text,
+    http_method text,
+    headers jsonb,
+    -- For a broker queue; the broker's own settings are read from the settings file
+    -- by name at each attempt.
+    msg_broker_queue_id bigint,
+    broker_name text,
+    conn_details jsonb,
+    parameters jsonb,
     timeout_secs double precision,
+    -- The content type the event matched, app_label.model_name, for message metadata.
+    model text,
     -- The body rendered from the config's payload template when the event was
     -- dispatched (json, to keep its key order); NULL sends the row image.
     payload json,
@@ -117,9 +128,14 @@ CREATE TABLE action_triggers.delivery (
     last_error text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    completed_at timestamptz
+    completed_at timestamptz,
+    CHECK (CASE target
+        WHEN 'webhook' THEN webhook_id IS NOT NULL AND url IS NOT NULL AND http_method IS NOT NULL AND headers IS NOT NULL
+        ELSE msg_broker_queue_id IS NOT NULL AND broker_name IS NOT NULL AND conn_details IS NOT NULL
+             AND parameters IS NOT NULL
+    END)
 );
-CREATE INDEX delivery_due ON action_triggers.delivery (next_attempt_at)
+CREATE INDEX delivery_due ON action_triggers.delivery (target, next_attempt_at)
     WHERE status IN ('pending', 'in_flight');
 CREATE INDEX delivery_event ON action_triggers.delivery (event_id);
 CREATE INDEX delivery_config ON action_triggers.delivery (config_id, id);
@@ -762,6 +778,65 @@ BEGIN
 END
 $$;
 
+-- Adds the errors of a broker queue against its broker of the settings file, whose
+-- catalog entry lists the broker_type and the keys its conn_details and params set.
+-- Keys the broker sets cannot be overridden, and the merged settings must be
+-- complete for the broker type. The service checks value types again after
+-- resolving dynamic values.
+CREATE FUNCTION action_triggers.add_broker_queue_errors(errors jsonb, queue jsonb, path text, broker jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    field text;
+    key text;
+    value jsonb;
+    fixed jsonb;
+    params jsonb := coalesce(queue -> 'parameters', '{}');
+    param_keys text[];
+BEGIN
+    FOREACH field IN ARRAY ARRAY['conn_details', 'parameters'] LOOP
+        fixed := broker -> CASE field WHEN 'conn_details' THEN 'conn_details' ELSE 'params' END;
+        FOR key, value IN SELECT e.key, e.value FROM jsonb_each(CASE WHEN jsonb_typeof(queue -> field) = 'object'
+                                                                   THEN queue -> field ELSE '{}' END) AS e LOOP
+            IF fixed ? key THEN
+                errors := action_triggers.add_error(errors, format('%s.%s.%s', path, field, key), format(
+                    'is set by broker %s in the settings file, so a config cannot override it', queue ->> 'name'));
+            ELSIF field = 'conn_details' AND NOT (broker -> 'connection_keys') ? key THEN
+                errors := action_triggers.add_error(errors, format('%s.%s.%s', path, field, key), format(
+                    'is not a %s connection setting; known: %s', broker ->> 'broker_type',
+                    (SELECT string_agg(k, ', ') FROM jsonb_array_elements_text(broker -> 'connection_keys') AS k)));
+            ELSIF jsonb_typeof(value) NOT IN ('string', 'number') THEN
+                errors := action_triggers.add_error(errors, format('%s.%s.%s', path, field, key),
+                    format('must be a string or a number (got %s)', jsonb_typeof(value)));
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    IF jsonb_typeof(params) <> 'object' THEN
+        RETURN errors;
+    END IF;
+    param_keys := ARRAY(SELECT jsonb_object_keys(params) UNION SELECT jsonb_array_elements_text(broker -> 'params'));
+    IF broker ->> 'broker_type' = 'redis' THEN
+        IF 'channel' = ANY (param_keys) AND 'stream' = ANY (param_keys) THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.stream',
+                'give either channel (PUBLISH) or stream (XADD), not both');
+        ELSIF NOT ('channel' = ANY (param_keys) OR 'stream' = ANY (param_keys)) THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.channel', format(
+                'broker %s needs a channel (PUBLISH) or a stream (XADD), in its params or here', queue ->> 'name'));
+        ELSIF 'channel' = ANY (param_keys) AND EXISTS (
+            SELECT 1 FROM unnest(param_keys) AS k WHERE k <> 'channel') THEN
+            errors := action_triggers.add_error(errors, path || '.parameters', format(
+                'a Redis channel message has no fields to carry %s; publish to a stream to send attributes',
+                (SELECT string_agg(k, ', ') FROM unnest(param_keys) AS k WHERE k <> 'channel')));
+        END IF;
+        IF params ? 'maxlen' AND coalesce(params ->> 'maxlen', '') !~ '^[1-9][0-9]{0,17}$|\{\{' THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.maxlen', 'must be a positive integer');
+        END IF;
+    END IF;
+    RETURN errors;
+END
+$$;
+
 -- Returns the errors of a config body as {"field.path": ["message", ...]}, or {} when valid.
 --
 -- The body is the REST API's JSON. The ancestor's names `model` (for model_name)
@@ -783,7 +858,7 @@ DECLARE
     problem text;
     queues jsonb;
     queues_key text;
-    broker_names jsonb := (SELECT s.value FROM action_triggers.setting s WHERE s.key = 'broker_names');
+    brokers jsonb := (SELECT s.value FROM action_triggers.setting s WHERE s.key = 'brokers');
 BEGIN
     IF body IS NULL OR jsonb_typeof(body) <> 'object' THEN
         RETURN jsonb_build_object('non_field_errors',
@@ -943,13 +1018,6 @@ BEGIN
                 END IF;
                 errors := action_triggers.add_unknown_field_errors(
                     errors, item, path, ARRAY['name', 'conn_details', 'parameters', 'timeout_secs']);
-                IF jsonb_typeof(item -> 'name') IS DISTINCT FROM 'string' THEN
-                    errors := action_triggers.add_error(errors, path || '.name',
-                        format('must be a string naming a broker of the settings file (got %s)', action_triggers.json_type(item -> 'name')));
-                ELSIF broker_names IS NULL OR NOT broker_names ? (item ->> 'name') THEN
-                    errors := action_triggers.add_error(errors, path || '.name',
-                        format('no broker named %s in the settings file', item -> 'name'));
-                END IF;
                 FOREACH field IN ARRAY ARRAY['conn_details', 'parameters'] LOOP
                     IF item ? field AND jsonb_typeof(item -> field) <> 'object' THEN
                         errors := action_triggers.add_error(errors, path || '.' || field,
@@ -958,6 +1026,15 @@ BEGIN
                         errors := action_triggers.add_dynamic_value_errors(errors, item -> field, path || '.' || field);
                     END IF;
                 END LOOP;
+                IF jsonb_typeof(item -> 'name') IS DISTINCT FROM 'string' THEN
+                    errors := action_triggers.add_error(errors, path || '.name',
+                        format('must be a string naming a broker of the settings file (got %s)', action_triggers.json_type(item -> 'name')));
+                ELSIF brokers IS NULL OR NOT brokers ? (item ->> 'name') THEN
+                    errors := action_triggers.add_error(errors, path || '.name',
+                        format('no broker named %s in brokers of the settings file', item -> 'name'));
+                ELSE
+                    errors := action_triggers.add_broker_queue_errors(errors, item, path, brokers -> (item ->> 'name'));
+                END IF;
                 errors := action_triggers.add_timeout_error(errors, item, path);
             END LOOP;
         END IF;

@@ -33,3 +33,14 @@ enum TestEnvironment {
         return packageRoot.appendingPathComponent(".build/debug/action-triggers")
     }
 }
+
+extension TestEnvironment {
+    /// Returns the port of the Redis server on 127.0.0.1 that `scripts/test` starts.
+    static func redisPort() throws -> Int {
+        guard let text = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_REDIS_PORT"], let port = Int(text) else {
+            throw MissingServer(description:
+                "ACTION_TRIGGERS_TEST_REDIS_PORT is not set: run the tests with scripts/test, which starts Redis")
+        }
+        return port
+    }
+}

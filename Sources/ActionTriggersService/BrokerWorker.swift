@@ -1,0 +1,270 @@
+import ActionTriggersCore
+import Foundation
+import Logging
+import PostgresClient
+
+/// A broker delivery claimed for one attempt.
+struct ClaimedBrokerDelivery {
+    let id: Int64
+    let eventID: Int64
+    let queueID: Int64
+    let attempt: Int
+    let brokerName: String
+    /// The queue's `conn_details` and `parameters` as stored: JSON object texts.
+    let connDetails: String
+    let parameters: String
+    let timeoutSecs: Double?
+    let model: String?
+    let renderedPayload: String?
+    let event: CapturedEvent
+
+    /// The stable id of the message, the same on every retry: `msg_<event>_q<queue>`.
+    var messageID: String { "msg_\(eventID)_q\(queueID)" }
+}
+
+/// Claims due broker deliveries and publishes them, one message at a time.
+///
+/// Brokers have their own thread, so a slow broker never holds up webhooks. A
+/// queue's `conn_details` and `parameters` are merged over its broker's from the
+/// settings file at each attempt, with dynamic values resolved then.
+final class BrokerWorker: Sendable {
+    private let conninfo: String
+    private let settings: Settings
+    private let logger: Logger
+    private let stop: StopFlag
+    private let wake: WakeSignal
+    private let health: ServiceHealth
+    private let metrics: ServiceMetrics
+    private let dynamicValues: DynamicValueResolver
+
+    /// Deliveries claimed per query; each is published before the next claim.
+    static let claimBatchSize = 32
+
+    static let claimSQL = """
+        WITH due AS (
+            SELECT d.id
+            FROM action_triggers.delivery d
+            WHERE d.target = 'broker' AND d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= now()
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE action_triggers.delivery d
+        SET status = 'in_flight',
+            attempts = d.attempts + 1,
+            next_attempt_at = now() + make_interval(secs => $2::double precision),
+            updated_at = now()
+        FROM due, action_triggers.event e
+        WHERE d.id = due.id AND e.id = d.event_id
+        RETURNING d.id, d.event_id, d.msg_broker_queue_id, d.attempts, d.broker_name, d.conn_details::text AS conn_details,
+                  d.parameters::text AS parameters, d.timeout_secs, d.model, d.payload::text AS payload, e.signal,
+                  e.operation, e.new_row::text AS new_row, e.old_row::text AS old_row
+        """
+
+    init(
+        conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth,
+        metrics: ServiceMetrics, dynamicValues: DynamicValueResolver
+    ) {
+        self.conninfo = conninfo
+        self.settings = settings
+        self.logger = logger
+        self.stop = stop
+        self.wake = wake
+        self.health = health
+        self.metrics = metrics
+        self.dynamicValues = dynamicValues
+    }
+
+    /// Runs until the stop flag is set; meant for a dedicated thread.
+    func run() {
+        let redis = RedisPublisher()
+        var limiter = LogRateLimiter(maxLines: 10, per: .seconds(10))
+        let loop = ReconnectingLoop(
+            conninfo: conninfo, applicationName: "action-triggers/broker", logger: logger, stop: stop,
+            health: (health, .broker), metrics: metrics)
+        loop.run { connection, _ in
+            health.set(.broker, ready: true)
+            while !stop.isSet {
+                let claimed = try claim(connection)
+                var records: [AttemptRecord] = []
+                for delivery in claimed {
+                    records.append(attempt(delivery, redis: redis, connection: connection, limiter: &limiter))
+                }
+                try DeliveryStore.record(connection, records)
+                if claimed.count == Self.claimBatchSize {
+                    continue
+                }
+                let untilDue = try DeliveryStore.secondsUntilNextDue(connection, target: "broker") ?? settings.pollInterval
+                _ = wake.wait(timeout: min(max(untilDue, 0.001), settings.pollInterval))
+            }
+        }
+    }
+
+    private func claim(_ connection: PostgresConnection) throws -> [ClaimedBrokerDelivery] {
+        let lease = settings.maxBrokerTimeout + 60
+        let result = try connection.queryPrepared(Self.claimSQL, [String(Self.claimBatchSize), String(lease)])
+        return try result.rows.map { row in
+            let signalName = try row.string("signal")
+            guard let signal = Signal(rawValue: signalName) else {
+                throw PostgresError(kind: .decoding, operation: "claim broker deliveries", message: "unknown signal \(signalName)")
+            }
+            return ClaimedBrokerDelivery(
+                id: try row.int64("id"), eventID: try row.int64("event_id"), queueID: try row.int64("msg_broker_queue_id"),
+                attempt: try row.int("attempts"), brokerName: try row.string("broker_name"),
+                connDetails: try row.string("conn_details"), parameters: try row.string("parameters"),
+                timeoutSecs: try row.optional("timeout_secs", row.double), model: row["model"],
+                renderedPayload: row["payload"],
+                event: CapturedEvent(
+                    id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),
+                    newRow: row["new_row"], oldRow: row["old_row"]))
+        }
+    }
+
+    /// Publishes one delivery and returns its attempt record.
+    private func attempt(
+        _ delivery: ClaimedBrokerDelivery, redis: RedisPublisher, connection: PostgresConnection,
+        limiter: inout LogRateLimiter
+    ) -> AttemptRecord {
+        let startedAt = Date()
+        let clock = ContinuousClock.now
+        var target = "broker"
+        let result: AttemptResult
+        switch prepare(delivery, connection: connection) {
+        case .unsent(let failure):
+            result = failure
+        case .ready(let brokerTarget, let body, let type):
+            target = type.rawValue
+            result = publish(delivery, body: body, to: brokerTarget, redis: redis, limiter: &limiter)
+        }
+
+        let durationMs = (ContinuousClock.now - clock).seconds * 1000
+        let decision = decideDelivery(
+            after: result, attempt: delivery.attempt, policy: settings.retry, random: Double.random(in: 0..<1))
+        log(decision, for: delivery, limiter: &limiter)
+        let record = AttemptRecord(
+            id: delivery.id, attempt: delivery.attempt, result: result, decision: decision,
+            startedAt: startedAt.timeIntervalSince1970, durationMs: durationMs)
+        metrics.recordAttempt(target: target, outcome: record.outcome, durationSeconds: durationMs / 1000)
+        return record
+    }
+
+    /// A delivery ready to publish, or the result of an attempt that cannot be made.
+    private enum Prepared {
+        case ready(BrokerTarget, [UInt8], BrokerType)
+        case unsent(AttemptResult)
+    }
+
+    /// Merges the queue over its broker, resolves dynamic values and renders the body.
+    private func prepare(
+        _ delivery: ClaimedBrokerDelivery, connection: PostgresConnection
+    ) -> Prepared {
+        guard let broker = settings.brokers[delivery.brokerName] else {
+            return .unsent(.notSent(reason: "no broker named \(delivery.brokerName) in brokers of the settings file"))
+        }
+        guard case .object(let connDetails)? = try? JSONParser.parse(Array(delivery.connDetails.utf8)),
+              case .object(let parameters)? = try? JSONParser.parse(Array(delivery.parameters.utf8)) else {
+            return .unsent(.notSent(reason: "the stored conn_details or parameters are not JSON objects"))
+        }
+        let mergedConnection: JSONObject
+        let mergedParameters: JSONObject
+        do {
+            mergedConnection = try resolve(merging: connDetails, over: broker.connDetails, connection: connection)
+            mergedParameters = try resolve(merging: parameters, over: broker.params, connection: connection)
+        } catch {
+            return .unsent(.unresolved(message: error.message))
+        }
+        let target: BrokerTarget
+        switch BrokerTarget.make(type: broker.type, connDetails: mergedConnection, params: mergedParameters) {
+        case .success(let made): target = made
+        case .failure(let error): return .unsent(.notSent(reason: "broker \(delivery.brokerName): \(error.message)"))
+        }
+        do {
+            let body = try DeliveryBody.bytes(renderedPayload: delivery.renderedPayload, event: delivery.event)
+            return .ready(target, body, broker.type)
+        } catch {
+            return .unsent(.notSent(reason: error.message))
+        }
+    }
+
+    /// Returns the broker's members followed by the queue's, with every `{{ name }}` resolved.
+    /// A key of both keeps the broker's value: the broker's settings are fixed.
+    private func resolve(
+        merging queue: JSONObject, over base: JSONObject, connection: PostgresConnection
+    ) throws(DynamicValueError) -> JSONObject {
+        var merged = JSONObject()
+        for member in base.members + queue.members.filter({ base[$0.key] == nil }) {
+            if case .string(let text) = member.value {
+                merged.append(member.key, .string(try dynamicValues.resolve(text, connection: connection)))
+            } else {
+                merged.append(member.key, member.value)
+            }
+        }
+        return merged
+    }
+
+    private func publish(
+        _ delivery: ClaimedBrokerDelivery, body: [UInt8], to target: BrokerTarget, redis: RedisPublisher,
+        limiter: inout LogRateLimiter
+    ) -> AttemptResult {
+        let seconds = min(delivery.timeoutSecs.flatMap { $0 > 0 ? $0 : nil } ?? settings.maxBrokerTimeout, settings.maxBrokerTimeout)
+        let timeout = Duration.milliseconds(Int64(seconds * 1000))
+        switch target {
+        case .redis(let redisTarget):
+            var fields = [
+                ("message_id", delivery.messageID), ("event_id", String(delivery.eventID)),
+                ("signal", delivery.event.signal.rawValue), ("model", delivery.model ?? ""),
+            ]
+            fields += redisTarget.attributes.map { ($0.key, $0.value) }
+            do {
+                let published = try redis.publish(body, to: redisTarget, fields: fields, timeout: timeout)
+                if case .channel(let receivers) = published, receivers == 0 {
+                    metrics.redisPublishesWithoutSubscribers.increment()
+                    let (admitted, suppressed) = limiter.admit("no subscribers")
+                    if admitted {
+                        logger.warning("Redis channel had no subscribers, so nobody received the message", [
+                            "delivery.id": delivery.id, "event.id": delivery.eventID, "broker.name": delivery.brokerName,
+                            "log.suppressed": suppressed > 0 ? suppressed : nil,
+                        ])
+                    }
+                }
+                return .published
+            } catch {
+                return .publishFailed(message: error.message)
+            }
+        }
+    }
+
+    private func log(_ decision: DeliveryDecision, for delivery: ClaimedBrokerDelivery, limiter: inout LogRateLimiter) {
+        let level: Logger.Level
+        let message: String
+        var error: String?
+        var retryDelay: Int64?
+        switch decision {
+        case .succeeded:
+            level = .debug
+            message = "published"
+        case .retry(let delay, let reason):
+            level = .warning
+            message = "publish attempt failed, will retry"
+            error = reason
+            retryDelay = Int64(delay * 1000)
+        case .failed(let reason):
+            level = .error
+            message = "publish failed, not retrying"
+            error = reason
+        case .dead(let reason):
+            level = .error
+            message = "publish dead after last attempt"
+            error = reason
+        }
+        guard level >= logger.level else { return }
+
+        let (admitted, suppressed) = limiter.admit(message)
+        guard admitted else { return }
+        logger.log(level, message, [
+            "delivery.id": delivery.id, "event.id": delivery.eventID, "broker.name": delivery.brokerName,
+            "msg_broker_queue.id": delivery.queueID, "delivery.attempt": delivery.attempt, "retry.delay_ms": retryDelay,
+            "error": error, "log.suppressed": suppressed > 0 ? suppressed : nil,
+        ])
+    }
+}
