@@ -78,7 +78,7 @@ struct FaultTests {
             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
             WHERE application_name LIKE 'action-triggers/%' AND datname = current_database()
             """)
-        #expect(terminated.rows.count == 3)
+        #expect(terminated.rows.count == 4)
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('two', 't@example.com')")
         _ = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(30))
 
@@ -86,6 +86,7 @@ struct FaultTests {
         #expect(service.log.contains("component=listener msg=reconnected"))
         #expect(service.log.contains("component=dispatcher msg=reconnected"))
         #expect(service.log.contains("component=delivery msg=reconnected"))
+        try await service.waitForLog("component=broker msg=reconnected", count: 1)
     }
 
     @Test("failing queries back off like failing connections")
