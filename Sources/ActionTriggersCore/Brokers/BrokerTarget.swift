@@ -1,4 +1,4 @@
-/// Where one delivery publishes: a broker queue's settings merged over its broker's.
+/// The destination of one broker delivery: a queue's settings merged over its broker's.
 public enum BrokerTarget: Sendable, Equatable {
     case redis(RedisTarget)
 
