@@ -18,6 +18,10 @@ let package = Package(
         .target(name: "CHTTPServerShim", dependencies: ["CMicroHTTPD"]),
         // hiredis: the standard C client for Redis.
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // rabbitmq-c: the standard C client for RabbitMQ.
+        .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
+        // Logs in (amqp_login is variadic) and waits for publisher confirms frame by frame.
+        .target(name: "CRabbitMQShim", dependencies: ["CRabbitMQ"]),
 
         .target(name: "Logging"),
         .target(name: "Metrics"),
@@ -25,12 +29,14 @@ let package = Package(
         .target(name: "HTTPClient", dependencies: ["CCurl", "CCurlShim"]),
         .target(name: "HTTPServer", dependencies: ["CHTTPServerShim"]),
         .target(name: "RedisClient", dependencies: ["CHiredis"]),
+        .target(name: "RabbitMQClient", dependencies: ["CRabbitMQShim"]),
         // The domain: configs, settings, policies. No I/O.
         .target(name: "ActionTriggersCore"),
         .target(
             name: "ActionTriggersService",
             dependencies: [
-                "ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "RedisClient", "Logging", "Metrics",
+                "ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "RedisClient", "RabbitMQClient", "Logging",
+                "Metrics",
             ],
             resources: [.copy("sql"), .copy("openapi.json")]
         ),
@@ -41,7 +47,7 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ActionTriggersService", "PostgresClient", "RedisClient", "Logging"]
+            dependencies: ["ActionTriggersService", "PostgresClient", "RedisClient", "RabbitMQClient", "Logging"]
         ),
     ],
     swiftLanguageModes: [.v6]

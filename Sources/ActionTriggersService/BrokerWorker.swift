@@ -77,7 +77,7 @@ final class BrokerWorker: Sendable {
 
     /// Runs until the stop flag is set; meant for a dedicated thread.
     func run() {
-        let redis = RedisPublisher()
+        let publishers = Publishers()
         var limiter = LogRateLimiter(maxLines: 10, per: .seconds(10))
         let loop = ReconnectingLoop(
             conninfo: conninfo, applicationName: "action-triggers/broker", logger: logger, stop: stop,
@@ -88,7 +88,7 @@ final class BrokerWorker: Sendable {
                 let claimed = try claim(connection)
                 var records: [AttemptRecord] = []
                 for delivery in claimed {
-                    records.append(attempt(delivery, redis: redis, connection: connection, limiter: &limiter))
+                    records.append(attempt(delivery, publishers: publishers, connection: connection, limiter: &limiter))
                 }
                 try DeliveryStore.record(connection, records)
                 if claimed.count == Self.claimBatchSize {
@@ -122,7 +122,7 @@ final class BrokerWorker: Sendable {
 
     /// Publishes one delivery and returns its attempt record.
     private func attempt(
-        _ delivery: ClaimedBrokerDelivery, redis: RedisPublisher, connection: PostgresConnection,
+        _ delivery: ClaimedBrokerDelivery, publishers: Publishers, connection: PostgresConnection,
         limiter: inout LogRateLimiter
     ) -> AttemptRecord {
         let startedAt = Date()
@@ -134,7 +134,7 @@ final class BrokerWorker: Sendable {
             result = failure
         case .ready(let brokerTarget, let body, let type):
             target = type.rawValue
-            result = publish(delivery, body: body, to: brokerTarget, redis: redis, limiter: &limiter)
+            result = publish(delivery, body: body, to: brokerTarget, publishers: publishers, limiter: &limiter)
         }
 
         let durationMs = (ContinuousClock.now - clock).seconds * 1000
@@ -146,6 +146,12 @@ final class BrokerWorker: Sendable {
             startedAt: startedAt.timeIntervalSince1970, durationMs: durationMs)
         metrics.recordAttempt(target: target, outcome: record.outcome, durationSeconds: durationMs / 1000)
         return record
+    }
+
+    /// The clients of the broker thread, one per broker type, each caching its connections.
+    private final class Publishers {
+        let redis = RedisPublisher()
+        let rabbitMQ = RabbitMQPublisher()
     }
 
     /// A delivery ready to publish, or the result of an attempt that cannot be made.
@@ -203,20 +209,29 @@ final class BrokerWorker: Sendable {
     }
 
     private func publish(
-        _ delivery: ClaimedBrokerDelivery, body: [UInt8], to target: BrokerTarget, redis: RedisPublisher,
+        _ delivery: ClaimedBrokerDelivery, body: [UInt8], to target: BrokerTarget, publishers: Publishers,
         limiter: inout LogRateLimiter
     ) -> AttemptResult {
         let seconds = min(delivery.timeoutSecs.flatMap { $0 > 0 ? $0 : nil } ?? settings.maxBrokerTimeout, settings.maxBrokerTimeout)
         let timeout = Duration.milliseconds(Int64(seconds * 1000))
+        let metadata = [
+            ("event_id", String(delivery.eventID)), ("signal", delivery.event.signal.rawValue),
+            ("model", delivery.model ?? ""),
+        ]
         switch target {
-        case .redis(let redisTarget):
-            var fields = [
-                ("message_id", delivery.messageID), ("event_id", String(delivery.eventID)),
-                ("signal", delivery.event.signal.rawValue), ("model", delivery.model ?? ""),
-            ]
-            fields += redisTarget.attributes.map { ($0.key, $0.value) }
+        case .rabbitMQ(let rabbitTarget):
             do {
-                let published = try redis.publish(body, to: redisTarget, fields: fields, timeout: timeout)
+                try publishers.rabbitMQ.publish(
+                    body, to: rabbitTarget, messageID: delivery.messageID,
+                    headers: metadata + rabbitTarget.attributes.map { ($0.key, $0.value) }, timeout: timeout)
+                return .published
+            } catch {
+                return .publishFailed(message: error.message)
+            }
+        case .redis(let redisTarget):
+            let fields = [("message_id", delivery.messageID)] + metadata + redisTarget.attributes.map { ($0.key, $0.value) }
+            do {
+                let published = try publishers.redis.publish(body, to: redisTarget, fields: fields, timeout: timeout)
                 if case .channel(let receivers) = published, receivers == 0 {
                     metrics.redisPublishesWithoutSubscribers.increment()
                     let (admitted, suppressed) = limiter.admit("no subscribers")

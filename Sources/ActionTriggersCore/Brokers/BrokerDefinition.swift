@@ -25,21 +25,23 @@ public enum BrokerType: String, Sendable, CaseIterable {
     case gcpPubSub = "gcp_pubsub"
 
     /// The types this version can publish to.
-    public static let supported: [BrokerType] = [.redis]
+    public static let supported: [BrokerType] = [.redis, .rabbitmq]
 
     /// The keys of `conn_details` each type reads, after merging.
     public var connectionKeys: [String] {
         switch self {
         case .redis: ["host", "port", "db", "username", "password"]
+        case .rabbitmq: ["host", "port", "virtual_host", "username", "password"]
         default: []
         }
     }
 
     /// The keys of `params` each type reads, after merging. Other keys are message
-    /// attributes where the broker has them (Redis stream fields).
+    /// attributes where the broker has them (Redis stream fields, AMQP headers).
     public var parameterKeys: [String] {
         switch self {
         case .redis: ["channel", "stream", "maxlen"]
+        case .rabbitmq: ["queue", "exchange", "routing_key"]
         default: []
         }
     }

@@ -1,6 +1,7 @@
 /// The destination of one broker delivery: a queue's settings merged over its broker's.
 public enum BrokerTarget: Sendable, Equatable {
     case redis(RedisTarget)
+    case rabbitMQ(RabbitMQTarget)
 
     /// A field of `conn_details` or `params` with what is wrong with it.
     public struct Problem: Sendable, Equatable {
@@ -17,6 +18,8 @@ public enum BrokerTarget: Sendable, Equatable {
         switch type {
         case .redis:
             return RedisTarget.problem(connDetails: connDetails, params: params, merged: merged)
+        case .rabbitmq:
+            return RabbitMQTarget.problem(connDetails: connDetails, params: params, merged: merged)
         default:
             return Problem(path: "broker_type", message: "\(type.rawValue) is not supported by this version yet")
         }
@@ -30,6 +33,8 @@ public enum BrokerTarget: Sendable, Equatable {
         switch type {
         case .redis:
             return .success(.redis(RedisTarget(connDetails: connDetails, params: params)))
+        case .rabbitmq:
+            return .success(.rabbitMQ(RabbitMQTarget(connDetails: connDetails, params: params)))
         default:
             return .failure(BrokerTargetError(message: "\(type.rawValue) is not supported by this version yet"))
         }

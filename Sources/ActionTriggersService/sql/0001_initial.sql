@@ -832,6 +832,14 @@ BEGIN
         IF params ? 'maxlen' AND coalesce(params ->> 'maxlen', '') !~ '^[1-9][0-9]{0,17}$|\{\{' THEN
             errors := action_triggers.add_error(errors, path || '.parameters.maxlen', 'must be a positive integer');
         END IF;
+    ELSIF broker ->> 'broker_type' = 'rabbitmq' THEN
+        IF 'queue' = ANY (param_keys) AND ('exchange' = ANY (param_keys) OR 'routing_key' = ANY (param_keys)) THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.queue',
+                'give either queue (the default exchange) or exchange with routing_key, not both');
+        ELSIF NOT ('queue' = ANY (param_keys) OR 'exchange' = ANY (param_keys)) THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.queue', format(
+                'broker %s needs a queue, or an exchange and a routing_key, in its params or here', queue ->> 'name'));
+        END IF;
     END IF;
     RETURN errors;
 END

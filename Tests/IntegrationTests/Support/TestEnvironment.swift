@@ -44,3 +44,15 @@ extension TestEnvironment {
         return port
     }
 }
+
+extension TestEnvironment {
+    /// Returns the AMQP port of the RabbitMQ server on 127.0.0.1 that `scripts/test` starts
+    /// (user and password `guest`, virtual host `/`).
+    static func rabbitMQPort() throws -> Int {
+        guard let text = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_RABBITMQ_PORT"], let port = Int(text) else {
+            throw MissingServer(description:
+                "ACTION_TRIGGERS_TEST_RABBITMQ_PORT is not set: run the tests with scripts/test, which starts RabbitMQ")
+        }
+        return port
+    }
+}
