@@ -22,6 +22,10 @@ let package = Package(
         .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
         // Logs in (amqp_login is variadic) and waits for publisher confirms frame by frame.
         .target(name: "CRabbitMQShim", dependencies: ["CRabbitMQ"]),
+        // librdkafka: the standard Kafka client, with a mock cluster for tests.
+        .systemLibrary(name: "CKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        // Produces with headers and waits for delivery reports, which arrive in a C callback.
+        .target(name: "CKafkaShim", dependencies: ["CKafka"]),
 
         .target(name: "Logging"),
         .target(name: "Metrics"),
@@ -30,12 +34,14 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["CHTTPServerShim"]),
         .target(name: "RedisClient", dependencies: ["CHiredis"]),
         .target(name: "RabbitMQClient", dependencies: ["CRabbitMQShim"]),
+        .target(name: "KafkaClient", dependencies: ["CKafkaShim"]),
         // The domain: configs, settings, policies. No I/O.
         .target(name: "ActionTriggersCore"),
         .target(
             name: "ActionTriggersService",
             dependencies: [
-                "ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "RedisClient", "RabbitMQClient", "Logging",
+                "ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "RedisClient", "RabbitMQClient", "KafkaClient",
+                "Logging",
                 "Metrics",
             ],
             resources: [.copy("sql"), .copy("openapi.json")]
@@ -47,7 +53,7 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ActionTriggersService", "PostgresClient", "RedisClient", "RabbitMQClient", "Logging"]
+            dependencies: ["ActionTriggersService", "PostgresClient", "RedisClient", "RabbitMQClient", "KafkaClient", "Logging"]
         ),
     ],
     swiftLanguageModes: [.v6]

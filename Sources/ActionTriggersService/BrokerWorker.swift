@@ -15,6 +15,8 @@ struct ClaimedBrokerDelivery {
     let parameters: String
     let timeoutSecs: Double?
     let model: String?
+    /// The primary key of the changed row, its columns' values joined by commas.
+    let rowKey: String?
     let renderedPayload: String?
     let event: CapturedEvent
 
@@ -57,7 +59,7 @@ final class BrokerWorker: Sendable {
         FROM due, action_triggers.event e
         WHERE d.id = due.id AND e.id = d.event_id
         RETURNING d.id, d.event_id, d.msg_broker_queue_id, d.attempts, d.broker_name, d.conn_details::text AS conn_details,
-                  d.parameters::text AS parameters, d.timeout_secs, d.model, d.payload::text AS payload, e.signal,
+                  d.parameters::text AS parameters, d.timeout_secs, d.model, d.row_key, d.payload::text AS payload, e.signal,
                   e.operation, e.new_row::text AS new_row, e.old_row::text AS old_row
         """
 
@@ -112,7 +114,7 @@ final class BrokerWorker: Sendable {
                 id: try row.int64("id"), eventID: try row.int64("event_id"), queueID: try row.int64("msg_broker_queue_id"),
                 attempt: try row.int("attempts"), brokerName: try row.string("broker_name"),
                 connDetails: try row.string("conn_details"), parameters: try row.string("parameters"),
-                timeoutSecs: try row.optional("timeout_secs", row.double), model: row["model"],
+                timeoutSecs: try row.optional("timeout_secs", row.double), model: row["model"], rowKey: row["row_key"],
                 renderedPayload: row["payload"],
                 event: CapturedEvent(
                     id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),
@@ -152,6 +154,7 @@ final class BrokerWorker: Sendable {
     private final class Publishers {
         let redis = RedisPublisher()
         let rabbitMQ = RabbitMQPublisher()
+        let kafka = KafkaPublisher()
     }
 
     /// A delivery ready to publish, or the result of an attempt that cannot be made.
@@ -219,6 +222,19 @@ final class BrokerWorker: Sendable {
             ("model", delivery.model ?? ""),
         ]
         switch target {
+        case .kafka(let kafkaTarget):
+            let key = KafkaTarget.messageKey(model: delivery.model ?? "", rowKey: delivery.rowKey ?? "")
+            do {
+                try publishers.kafka.publish(
+                    body, to: kafkaTarget, key: key,
+                    headers: [("message_id", delivery.messageID)] + metadata + kafkaTarget.attributes.map { ($0.key, $0.value) },
+                    timeout: timeout)
+                return .published
+            } catch where error.kind == .tooLarge {
+                return .notSent(reason: "message of \(body.count) bytes for key \(key) is over the Kafka size limit: \(error.message)")
+            } catch {
+                return .publishFailed(message: error.message)
+            }
         case .rabbitMQ(let rabbitTarget):
             do {
                 try publishers.rabbitMQ.publish(

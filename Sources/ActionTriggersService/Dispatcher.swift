@@ -39,7 +39,13 @@ final class Dispatcher: Sendable {
             SELECT DISTINCT ON (b.id, t.target, t.target_id)
                 b.id AS event_id, c.id AS config_id, t.target, t.target_id, t.url, t.http_method, t.headers,
                 t.broker_name, t.conn_details, t.parameters, t.timeout_secs, c.payload,
-                ct.table_oid AS config_table, ct.app_label || '.' || lower(ct.model_name) AS model
+                ct.table_oid AS config_table, ct.app_label || '.' || lower(ct.model_name) AS model,
+                CASE WHEN t.target = 'broker' THEN (
+                    SELECT string_agg(coalesce(b.new_row, b.old_row) ->> a.attname, ',' ORDER BY k.position)
+                    FROM pg_index i
+                    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                    WHERE i.indrelid = ct.table_oid AND i.indisprimary) END AS row_key
             FROM batch b
             -- pg_partition_ancestors lists a partition and its parents, and nothing for a plain table.
             JOIN action_triggers.config_content_type ct
@@ -59,11 +65,11 @@ final class Dispatcher: Sendable {
         ), created AS (
             INSERT INTO action_triggers.delivery
                 (event_id, config_id, target, webhook_id, url, http_method, headers, msg_broker_queue_id, broker_name,
-                 conn_details, parameters, timeout_secs, model)
+                 conn_details, parameters, timeout_secs, model, row_key)
             SELECT m.event_id, m.config_id, m.target,
                    CASE WHEN m.target = 'webhook' THEN m.target_id END, m.url, m.http_method, m.headers,
                    CASE WHEN m.target = 'broker' THEN m.target_id END, m.broker_name, m.conn_details, m.parameters,
-                   m.timeout_secs, m.model
+                   m.timeout_secs, m.model, m.row_key
             FROM matched m
             WHERE m.payload IS NULL
             RETURNING id
@@ -91,7 +97,8 @@ final class Dispatcher: Sendable {
                         'msg_broker_queue_id', CASE WHEN m.target = 'broker' THEN m.target_id END,
                         'broker_name', m.broker_name, 'conn_details', m.conn_details, 'parameters', m.parameters,
                         'timeout_secs', m.timeout_secs, 'template', m.payload, 'table', m.config_table::bigint,
-                        'model', m.model, 'signal', b.signal, 'operation', b.operation, 'new_row', b.new_row,
+                        'model', m.model, 'row_key', m.row_key, 'signal', b.signal, 'operation', b.operation,
+                        'new_row', b.new_row,
                         'old_row', b.old_row)
                     ORDER BY m.event_id, m.target, m.target_id)
              FROM matched m JOIN batch b ON b.id = m.event_id
@@ -103,14 +110,14 @@ final class Dispatcher: Sendable {
         WITH created AS (
             INSERT INTO action_triggers.delivery
                 (event_id, config_id, target, webhook_id, url, http_method, headers, msg_broker_queue_id, broker_name,
-                 conn_details, parameters, timeout_secs, model, payload, status, last_error, completed_at)
+                 conn_details, parameters, timeout_secs, model, row_key, payload, status, last_error, completed_at)
             SELECT r.event_id, r.config_id, r.target, r.webhook_id, r.url, r.http_method, r.headers,
-                   r.msg_broker_queue_id, r.broker_name, r.conn_details, r.parameters, r.timeout_secs, r.model,
+                   r.msg_broker_queue_id, r.broker_name, r.conn_details, r.parameters, r.timeout_secs, r.model, r.row_key,
                    r.payload::json, r.status, r.last_error, CASE WHEN r.status = 'dead' THEN now() END
             FROM jsonb_to_recordset($1::jsonb) AS r(
                 event_id bigint, config_id bigint, target text, webhook_id bigint, url text, http_method text,
                 headers jsonb, msg_broker_queue_id bigint, broker_name text, conn_details jsonb, parameters jsonb,
-                timeout_secs double precision, model text, payload text, status text, last_error text)
+                timeout_secs double precision, model text, row_key text, payload text, status text, last_error text)
             RETURNING status
         )
         SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead
@@ -258,7 +265,7 @@ final class Dispatcher: Sendable {
             var target = JSONObject()
             for key in [
                 "target", "webhook_id", "url", "http_method", "headers", "msg_broker_queue_id", "broker_name",
-                "conn_details", "parameters", "timeout_secs", "model",
+                "conn_details", "parameters", "timeout_secs", "model", "row_key",
             ] {
                 target.append(key, item[key] ?? .null)
             }

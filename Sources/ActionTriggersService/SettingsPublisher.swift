@@ -47,7 +47,7 @@ enum SettingsPublisher {
                 "broker_type": .string(broker.type.rawValue),
                 "conn_details": .array(broker.connDetails.keys.map(JSONValue.string)),
                 "params": .array(broker.params.keys.map(JSONValue.string)),
-                "connection_keys": .array(broker.type.connectionKeys.map(JSONValue.string)),
+                "connection_keys": broker.type.connectionKeys.map { .array($0.map(JSONValue.string)) } ?? .null,
             ]))
         }
         return JSONValue.object(catalog).jsonText

@@ -25,23 +25,26 @@ public enum BrokerType: String, Sendable, CaseIterable {
     case gcpPubSub = "gcp_pubsub"
 
     /// The types this version can publish to.
-    public static let supported: [BrokerType] = [.redis, .rabbitmq]
+    public static let supported: [BrokerType] = [.redis, .rabbitmq, .kafka]
 
-    /// The keys of `conn_details` each type reads, after merging.
-    public var connectionKeys: [String] {
+    /// The keys of `conn_details` each type reads, after merging; nil when any key
+    /// is passed on to the client library (Kafka's are librdkafka properties).
+    public var connectionKeys: [String]? {
         switch self {
         case .redis: ["host", "port", "db", "username", "password"]
         case .rabbitmq: ["host", "port", "virtual_host", "username", "password"]
+        case .kafka: nil
         default: []
         }
     }
 
     /// The keys of `params` each type reads, after merging. Other keys are message
-    /// attributes where the broker has them (Redis stream fields, AMQP headers).
+    /// attributes where the broker has them (Redis stream fields, AMQP and Kafka headers).
     public var parameterKeys: [String] {
         switch self {
         case .redis: ["channel", "stream", "maxlen"]
         case .rabbitmq: ["queue", "exchange", "routing_key"]
+        case .kafka: ["topic"]
         default: []
         }
     }

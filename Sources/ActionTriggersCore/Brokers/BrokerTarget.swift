@@ -2,6 +2,7 @@
 public enum BrokerTarget: Sendable, Equatable {
     case redis(RedisTarget)
     case rabbitMQ(RabbitMQTarget)
+    case kafka(KafkaTarget)
 
     /// A field of `conn_details` or `params` with what is wrong with it.
     public struct Problem: Sendable, Equatable {
@@ -20,6 +21,8 @@ public enum BrokerTarget: Sendable, Equatable {
             return RedisTarget.problem(connDetails: connDetails, params: params, merged: merged)
         case .rabbitmq:
             return RabbitMQTarget.problem(connDetails: connDetails, params: params, merged: merged)
+        case .kafka:
+            return KafkaTarget.problem(connDetails: connDetails, params: params, merged: merged)
         default:
             return Problem(path: "broker_type", message: "\(type.rawValue) is not supported by this version yet")
         }
@@ -35,6 +38,8 @@ public enum BrokerTarget: Sendable, Equatable {
             return .success(.redis(RedisTarget(connDetails: connDetails, params: params)))
         case .rabbitmq:
             return .success(.rabbitMQ(RabbitMQTarget(connDetails: connDetails, params: params)))
+        case .kafka:
+            return .success(.kafka(KafkaTarget(connDetails: connDetails, params: params)))
         default:
             return .failure(BrokerTargetError(message: "\(type.rawValue) is not supported by this version yet"))
         }
@@ -92,8 +97,9 @@ public struct RedisTarget: Sendable, Equatable {
     static func problem(connDetails: JSONObject, params: JSONObject, merged: Bool) -> BrokerTarget.Problem? {
         for member in connDetails.members {
             let path = "conn_details.\(member.key)"
-            guard BrokerType.redis.connectionKeys.contains(member.key) else {
-                return .init(path: path, message: "is not a Redis connection setting; known: \(BrokerType.redis.connectionKeys.joined(separator: ", "))")
+            let known = BrokerType.redis.connectionKeys ?? []
+            guard known.contains(member.key) else {
+                return .init(path: path, message: "is not a Redis connection setting; known: \(known.joined(separator: ", "))")
             }
             if !merged, case .string(let text) = member.value, text.contains("{{") {
                 continue

@@ -38,10 +38,9 @@ public struct RabbitMQTarget: Sendable, Equatable {
     static func problem(connDetails: JSONObject, params: JSONObject, merged: Bool) -> BrokerTarget.Problem? {
         for member in connDetails.members {
             let path = "conn_details.\(member.key)"
-            guard BrokerType.rabbitmq.connectionKeys.contains(member.key) else {
-                return .init(
-                    path: path,
-                    message: "is not a RabbitMQ connection setting; known: \(BrokerType.rabbitmq.connectionKeys.joined(separator: ", "))")
+            let known = BrokerType.rabbitmq.connectionKeys ?? []
+            guard known.contains(member.key) else {
+                return .init(path: path, message: "is not a RabbitMQ connection setting; known: \(known.joined(separator: ", "))")
             }
             if !merged, case .string(let text) = member.value, text.contains("{{") {
                 continue

@@ -115,6 +115,9 @@ CREATE TABLE action_triggers.delivery (
     timeout_secs double precision,
     -- The content type the event matched, app_label.model_name, for message metadata.
     model text,
+    -- For a broker queue: the changed row's primary key, its values joined by commas,
+    -- for message keys that keep one row's events in one Kafka partition.
+    row_key text,
     -- The body rendered from the config's payload template when the event was
     -- dispatched (json, to keep its key order); NULL sends the row image.
     payload json,
@@ -839,6 +842,16 @@ BEGIN
         ELSIF NOT ('queue' = ANY (param_keys) OR 'exchange' = ANY (param_keys)) THEN
             errors := action_triggers.add_error(errors, path || '.parameters.queue', format(
                 'broker %s needs a queue, or an exchange and a routing_key, in its params or here', queue ->> 'name'));
+        END IF;
+    ELSIF broker ->> 'broker_type' = 'kafka' THEN
+        IF NOT 'topic' = ANY (param_keys) THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.topic', format(
+                'broker %s needs a topic, in its params or here', queue ->> 'name'));
+        END IF;
+        IF NOT ((broker -> 'conn_details') ? 'bootstrap.servers'
+                OR coalesce(queue -> 'conn_details', '{}') ? 'bootstrap.servers') THEN
+            errors := action_triggers.add_error(errors, path || '.conn_details.bootstrap.servers', format(
+                'broker %s needs bootstrap.servers, in its conn_details or here', queue ->> 'name'));
         END IF;
     END IF;
     RETURN errors;
