@@ -17,7 +17,9 @@ let package = Package(
         // Starts libmicrohttpd (MHD_start_daemon is variadic) and assembles whole requests.
         .target(name: "CHTTPServerShim", dependencies: ["CMicroHTTPD"]),
         // hiredis: the standard C client for Redis.
-        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // No pkgConfig: hiredis's adds -D_FILE_OFFSET_BITS=64, which SwiftPM rejects with a
+        // warning, and its headers and library are in the default paths.
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // rabbitmq-c: the standard C client for RabbitMQ.
         .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
         // Logs in (amqp_login is variadic) and waits for publisher confirms frame by frame.

@@ -22,6 +22,14 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
+    /// Whether the value is a string or a number, the values broker settings take as text.
+    public var isScalarText: Bool {
+        switch self {
+        case .string, .number: true
+        default: false
+        }
+    }
+
     /// The members of an object; nil for any other value.
     public var objectValue: JSONObject? {
         if case .object(let object) = self {

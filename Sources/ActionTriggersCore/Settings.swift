@@ -86,10 +86,32 @@ public struct Settings: Sendable {
         if let value = fields["brokers"] {
             settings.brokers = try brokers(value)
         }
+        try checkDynamicValues(in: settings.brokers, known: settings.dynamicValues)
         return settings
     }
 
     // MARK: - Field parsers
+
+    /// Rejects a broker setting that uses a `{{ name }}` missing from `dynamic_values`,
+    /// which could never be resolved.
+    private static func checkDynamicValues(
+        in brokers: [String: BrokerDefinition], known: [String: DynamicValue]
+    ) throws(SettingsError) {
+        for (name, broker) in brokers.sorted(by: { $0.key < $1.key }) {
+            for (field, object) in [("conn_details", broker.connDetails), ("params", broker.params)] {
+                for member in object.members {
+                    guard case .string(let text) = member.value else {
+                        continue
+                    }
+                    for value in DynamicValue.names(in: text) where known[value] == nil {
+                        throw SettingsError(
+                            path: "brokers.\(name).\(field).\(member.key)",
+                            message: "uses dynamic value \(value), which is not in dynamic_values; add it there")
+                    }
+                }
+            }
+        }
+    }
 
     private static func dynamicValues(_ value: JSONValue) throws(SettingsError) -> [String: DynamicValue] {
         guard case .object(let entries) = value else {

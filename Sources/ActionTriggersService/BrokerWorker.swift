@@ -129,13 +129,13 @@ final class BrokerWorker: Sendable {
     ) -> AttemptRecord {
         let startedAt = Date()
         let clock = ContinuousClock.now
-        var target = "broker"
+        // A broker no longer in the settings file has no type to label its attempts with.
+        let target = settings.brokers[delivery.brokerName]?.type.rawValue ?? "unknown"
         let result: AttemptResult
         switch prepare(delivery, connection: connection) {
         case .unsent(let failure):
             result = failure
-        case .ready(let brokerTarget, let body, let type):
-            target = type.rawValue
+        case .ready(let brokerTarget, let body, _):
             result = publish(delivery, body: body, to: brokerTarget, publishers: publishers, limiter: &limiter)
         }
 

@@ -155,10 +155,43 @@ struct ConfigAPI: Sendable {
             return .failure(BodyProblem(
                 response: .detail(415, "Unsupported media type \"\(contentType)\" in request; send application/json.")))
         }
+        let document: JSONValue
         do {
-            return .success(try JSONParser.parse(request.body))
+            document = try JSONParser.parse(request.body)
         } catch {
             return .failure(BodyProblem(response: .detail(400, "JSON parse error: \(error.description)")))
+        }
+        var paths: [String] = []
+        Self.collectNULPaths(document, path: "", into: &paths)
+        if !paths.isEmpty {
+            let message = jsonString("must not contain the NUL character (\\u0000), which PostgreSQL cannot store")
+            let members = paths.map { "\(jsonString($0)): [\(message)]" }.joined(separator: ", ")
+            return .failure(BodyProblem(response: .json(400, "{\(members)}")))
+        }
+        return .success(document)
+    }
+
+    /// Collects the field paths (as `validate_config` writes them) of strings and keys
+    /// that contain U+0000, which jsonb rejects with an error that names no field.
+    private static func collectNULPaths(_ value: JSONValue, path: String, into paths: inout [String]) {
+        switch value {
+        case .string(let text) where text.unicodeScalars.contains("\u{0}"):
+            paths.append(path.isEmpty ? "non_field_errors" : path)
+        case .array(let items):
+            for (index, item) in items.enumerated() {
+                collectNULPaths(item, path: "\(path)[\(index)]", into: &paths)
+            }
+        case .object(let object):
+            for member in object.members {
+                let memberPath = path.isEmpty ? member.key : "\(path).\(member.key)"
+                if member.key.unicodeScalars.contains("\u{0}") {
+                    paths.append(memberPath)
+                } else {
+                    collectNULPaths(member.value, path: memberPath, into: &paths)
+                }
+            }
+        default:
+            break
         }
     }
 

@@ -96,7 +96,7 @@ final class Dispatcher: Sendable {
                         'url', m.url, 'http_method', m.http_method, 'headers', m.headers,
                         'msg_broker_queue_id', CASE WHEN m.target = 'broker' THEN m.target_id END,
                         'broker_name', m.broker_name, 'conn_details', m.conn_details, 'parameters', m.parameters,
-                        'timeout_secs', m.timeout_secs, 'template', m.payload, 'table', m.config_table::bigint,
+                        'timeout_secs', m.timeout_secs, 'template', m.payload::text, 'table', m.config_table::bigint,
                         'model', m.model, 'row_key', m.row_key, 'signal', b.signal, 'operation', b.operation,
                         'new_row', b.new_row,
                         'old_row', b.old_row)
@@ -256,7 +256,7 @@ final class Dispatcher: Sendable {
             guard case .number(let eventID)? = item["event_id"], case .number(let configID)? = item["config_id"],
                   case .number(let table)? = item["table"], case .string(let model)? = item["model"],
                   case .string(let signalName)? = item["signal"], let signal = Signal(rawValue: signalName),
-                  case .string(let operation)? = item["operation"], let template = item["template"] else {
+                  case .string(let operation)? = item["operation"], case .string(let template)? = item["template"] else {
                 throw ServiceError.unexpectedResult("the dispatch query returned a match without its fields")
             }
             let scope = TemplateScope(

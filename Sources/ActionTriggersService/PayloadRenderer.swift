@@ -11,7 +11,9 @@ struct PayloadRenderer {
     struct Match {
         let eventID: Int64
         let configID: Int64
-        let template: JSONValue
+        /// The config's payload as stored: JSON text, parsed per config so that one
+        /// malformed payload fails only its own deliveries.
+        let template: String
         let scope: TemplateScope
         /// The delivery's target, copied from the webhook when the event was matched.
         let target: JSONObject
@@ -35,7 +37,15 @@ struct PayloadRenderer {
     func render(_ matches: [Match]) throws -> [JSONValue] {
         var compiled: [Int64: Result<PayloadTemplate, TemplateError>] = [:]
         for match in matches where compiled[match.configID] == nil {
-            compiled[match.configID] = Result { () throws(TemplateError) in try PayloadTemplate.compile(match.template) }
+            compiled[match.configID] = Result { () throws(TemplateError) in
+                let value: JSONValue
+                do {
+                    value = try JSONParser.parse(Array(match.template.utf8))
+                } catch {
+                    throw TemplateError(path: "payload", message: String(describing: error))
+                }
+                return try PayloadTemplate.compile(value)
+            }
         }
 
         var related = RelatedRows()

@@ -27,8 +27,9 @@ final class ServiceMetrics: Sendable {
     /// The outcomes of an attempt, as `delivery_attempt.outcome` stores them.
     static let outcomes = ["succeeded", "retry", "failed", "dead"]
 
-    /// The target kinds of an attempt: webhooks and the broker types.
-    static let targets = ["webhook"] + BrokerType.allCases.map(\.rawValue)
+    /// The target kinds of an attempt: webhooks, the broker types, and "unknown" for a
+    /// broker that is no longer in the settings file.
+    static let targets = ["webhook"] + BrokerType.allCases.map(\.rawValue) + ["unknown"]
 
     init(version: String) {
         eventsCaptured = registry.labeledCounter(

@@ -91,6 +91,14 @@ struct PayloadTemplateTests {
         ("1970-01-02T00:00:00+00:00", "U", "86400"),
         ("2024-12-31", "z t L w", "366 31 True 2"),
         ("09:30:00", "H:i", "09:30"),
+        ("2026-03-07T13:05:04", "N f P E", "March 1:05 1:05 p.m. March"),
+        ("2026-09-07T00:00:00", "N P e", "Sept. midnight "),
+        ("2026-03-07T12:00:00+00:00", "P e T I Z", "noon UTC UTC 0 0"),
+        ("2026-03-07T12:00:00+05:30", "e Z O", "UTC+05:30 19800 +0530"),
+        ("2026-03-07T09:05:04+00:00", "r", "Sat, 07 Mar 2026 09:05:04 +0000"),
+        ("2021-01-03", "o-W", "2020-53"),
+        ("2024-12-30", "o-W", "2025-1"),
+        ("2026-06-15", "o-W", "2026-25"),
         ("infinity", "Y", ""),
         ("2026-02-30", "Y", ""),
     ])
@@ -111,6 +119,8 @@ struct PayloadTemplateTests {
         ("{{ instance.name|default:\"x }}", "filter argument has no closing \""),
         ("{{ instance..name }}", "expected a name after '.', found '.'"),
         ("{{ instance.name x }}", "unexpected 'x' in {{ instance.name x }}"),
+        ("{% if instance.name %}y{% endif %}",
+         #""{% if instance.name %}y{% endif %}" has a Django template tag ({% ... %}), which payloads do not support: use {{ path|filter }} placeholders"#),
     ])
     func invalidPlaceholders(template: String, message: String) throws {
         let value = JSONValue.object(["items": .array([.string(template)])])

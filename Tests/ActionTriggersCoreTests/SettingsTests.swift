@@ -77,6 +77,8 @@ struct SettingsTests {
          "give either channel (PUBLISH) or stream (XADD), not both"),
         (#"{"dispatch_batch_size": 0}"#, "dispatch_batch_size", "must be an integer from 1 to 10000 (got 0)"),
         (#"{"dynamic_values": []}"#, "dynamic_values", "must be an object of names to sources (got array)"),
+        (#"{"brokers": {"r": {"broker_type": "redis", "conn_details": {"password": "{{ nope.undeclared }}"}}}}"#,
+         "brokers.r.conn_details.password", "uses dynamic value nope.undeclared, which is not in dynamic_values; add it there"),
         (#"{"dynamic_values": {"my app": {"env": "X"}}}"#, "dynamic_values.my app", "is not a valid name"),
         (#"{"dynamic_values": {"a.b": "X"}}"#, "dynamic_values.a.b", "must be an object such as"),
         (#"{"dynamic_values": {"a.b": {}}}"#, "dynamic_values.a.b", "needs exactly one source: env, file or sql"),

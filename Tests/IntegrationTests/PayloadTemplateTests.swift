@@ -107,6 +107,90 @@ struct PayloadTemplateIntegrationTests {
         #expect(try harness.database.query("SELECT count(*) AS n FROM action_triggers.config").singleRow().int("n") == 0)
     }
 
+    @Test("plain SQL payloads are checked like create_config", arguments: [
+        (#"{"a": "{{ instance.nope }}"}"#, "payload.a", "path instance.nope: model myapp.sale has no column or relation nope"),
+        (#"{"a": 1, "a": 2}"#, "payload.a", "is a repeated key: an object in a payload must not repeat a key"),
+        (#"{"b": {"x": 1, "x": 1}}"#, "payload.b.x", "is a repeated key: an object in a payload must not repeat a key"),
+        (#"{"t": "{% if x %}y{% endif %}"}"#, "payload.t",
+         #""{% if x %}y{% endif %}" has a Django template tag ({% ... %}), which payloads do not support: use {{ path|filter }} placeholders"#),
+        (#"{"q": "{{ instance.quantity.name }}"}"#, "payload.q",
+         "path instance.quantity.name: quantity of model myapp.sale is a column, not a relation (a foreign key), so nothing can follow it"),
+    ])
+    func plainSQLPayload(payload: String, path: String, message: String) async throws {
+        let harness = try Harness()
+        _ = try MigrationHelper.migrate(try harness.database.connect())
+        let id = try harness.createConfig(saleConfig(harness, payload: #"{"fixed": 1}"#))
+
+        do {
+            try harness.database.query("UPDATE action_triggers.config SET payload = $1::json WHERE id = $2", [payload, String(id)])
+            Issue.record("the update was accepted")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "22023")
+            let detail = try #require(error.detail)
+            let errors = try #require(try JSONSerialization.jsonObject(with: Data(detail.utf8)) as? [String: [String]])
+            #expect(errors[path] == [message], "\(detail)")
+        }
+        let stored = try harness.database.query("SELECT payload::text AS payload FROM action_triggers.config").singleRow()
+        #expect(stored["payload"] == #"{"fixed": 1}"#)
+    }
+
+    @Test("create_config rejects a payload argument that differs or repeats keys")
+    func payloadArgument() throws {
+        let harness = try Harness()
+        _ = try MigrationHelper.migrate(try harness.database.connect())
+        let body = saleConfig(harness, payload: #"{"a": "x"}"#)
+        for (argument, path) in [(#"{"b": "x"}"#, "payload"), (#"{"a": "x", "a": "x"}"#, "payload.a"), ("[1]", "payload")] {
+            do {
+                try harness.database.query("SELECT action_triggers.create_config($1::jsonb, $2::json)", [body, argument])
+                Issue.record("create_config accepted \(argument)")
+            } catch let error as PostgresError {
+                #expect(error.sqlState == "22023")
+                #expect(error.detail?.contains("\"\(path)\"") == true, "\(error.detail ?? "")")
+            }
+        }
+        #expect(try harness.database.query("SELECT count(*) AS n FROM action_triggers.config").singleRow().int("n") == 0)
+    }
+
+    @Test("malformed stored payload fails only its own config")
+    func malformedStoredPayload() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        let broken = try harness.createConfig(saleConfig(harness, payload: #"{"a": "{{ instance.quantity }}"}"#))
+        try harness.createConfig(harness.exampleOneConfig())
+        // Only a superuser can write past the check, as a restored or hand-edited database might.
+        try harness.database.query("ALTER TABLE action_triggers.config DISABLE TRIGGER check_config_payload")
+        try harness.database.query(
+            "UPDATE action_triggers.config SET payload = '{\"a\": 1, \"a\": 2}' WHERE id = $1", [String(broken)])
+
+        try harness.database.query("""
+            WITH c AS (INSERT INTO myapp_customer (name, email) VALUES ('Ada', 'ada@example.com') RETURNING id),
+                 p AS (INSERT INTO myapp_product (name, description) VALUES ('lamp', '') RETURNING id)
+            INSERT INTO myapp_sale (customer_id, product_id, quantity) SELECT c.id, p.id, 1 FROM c, p
+            """)
+        _ = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(20))
+
+        #expect(harness.requests(to: "/customer").count == 1)
+        try await harness.waitUntil("the broken config's delivery is dead") {
+            try harness.database.query(
+                "SELECT status FROM action_triggers.delivery WHERE config_id = $1", [String(broken)]).rows.first?["status"] == "dead"
+        }
+        let error = try harness.database.query(
+            "SELECT last_error FROM action_triggers.delivery WHERE config_id = $1", [String(broken)]).singleRow()
+        #expect(error["last_error"]?.contains("payload template of config \(broken) is invalid") == true)
+    }
+
+    @Test("NUL character is a 400 naming the field")
+    func nulCharacter() async throws {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        let base = try await service.httpBaseURL() + "/api/action-triggers"
+
+        let reply = try await send("POST", base, body: saleConfig(harness, payload: #"{"x": "a\u0000b"}"#))
+
+        #expect(reply.status == 400)
+        #expect(reply.body == #"{"payload.x": ["must not contain the NUL character (\\u0000), which PostgreSQL cannot store"]}"#)
+    }
+
     /// Columns of every common type, with the values that break naive encoders.
     static let columnTypes: [(type: String, value: String)] = [
         ("smallint", "-32768"), ("integer", "2147483647"), ("bigint", "9223372036854775807"),

@@ -38,7 +38,8 @@ struct RedisBrokerTests {
                 brokers: #"{"events": {"broker_type": "redis", "conn_details": {"host": "127.0.0.1", "port": \#(port)}, "params": {"stream": "\#(stream)", "maxlen": 1000}}}"#,
                 extra: #""dynamic_values": {"tenant.id": {"env": "TENANT_ID"}}"#),
             environment: ["TENANT_ID": "tenant-7"])
-        try harness.createConfig(customerConfig(queues: #"[{"name": "events", "parameters": {"tenant": "{{ tenant.id }}"}}]"#))
+        try harness.createConfig(
+            customerConfig(queues: #"[{"name": "events", "parameters": {"tenant": "{{ tenant.id }}", "product_id": 1234}}]"#))
 
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('Ada', 'ada@example.com')")
         try await harness.waitUntil("the delivery succeeds") { try harness.onlyDeliveryStatus() == "succeeded" }
@@ -61,6 +62,7 @@ struct RedisBrokerTests {
         #expect(fields["signal"] == "post_save")
         #expect(fields["model"] == "myapp.customer")
         #expect(fields["tenant"] == "tenant-7")
+        #expect(fields["product_id"] == "1234")
         let metrics = try await send("GET", try await service.httpBaseURL() + "/metrics").body
         #expect(metrics.contains(#"action_triggers_delivery_attempts_total{target="redis",outcome="succeeded"} 1"#))
     }

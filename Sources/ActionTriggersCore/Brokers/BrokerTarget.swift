@@ -127,7 +127,7 @@ public struct RedisTarget: Sendable, Equatable {
             }
             switch member.key {
             case "channel", "stream":
-                guard case .string(let text) = member.value, !text.isEmpty else {
+                guard member.value.isScalarText, member.value.text?.isEmpty == false else {
                     return .init(path: path, message: "must be a non-empty string")
                 }
             case "maxlen":
@@ -135,8 +135,8 @@ public struct RedisTarget: Sendable, Equatable {
                     return .init(path: path, message: "must be a positive integer")
                 }
             default:
-                guard member.value.text != nil, case .string = member.value else {
-                    return .init(path: path, message: "must be a string, sent as a field of each stream entry")
+                guard member.value.isScalarText else {
+                    return .init(path: path, message: "must be a string or a number, sent as a field of each stream entry")
                 }
             }
         }
@@ -162,6 +162,9 @@ public struct RedisTarget: Sendable, Equatable {
     }
 
     /// An integer from a JSON number or a string of digits, as settings write ports.
+    ///
+    /// Strings and numbers are both accepted wherever a broker setting is text, because
+    /// SQL validation accepts both and a number is sent as its JSON text.
     static func integer(_ value: JSONValue) -> Int? {
         switch value {
         case .number(let number): Int(number.text)

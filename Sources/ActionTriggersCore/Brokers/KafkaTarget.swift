@@ -37,8 +37,8 @@ public struct KafkaTarget: Sendable, Equatable {
             }
         }
         for member in params.members {
-            guard case .string(let text) = member.value, !text.isEmpty || member.key != "topic" else {
-                return .init(path: "params.\(member.key)", message: "must be a non-empty string")
+            guard member.value.isScalarText, member.value.text?.isEmpty == false || member.key != "topic" else {
+                return .init(path: "params.\(member.key)", message: "must be a non-empty string or a number")
             }
         }
         if merged && connDetails["bootstrap.servers"] == nil {

@@ -57,8 +57,8 @@ public struct RabbitMQTarget: Sendable, Equatable {
         }
 
         for member in params.members {
-            guard case .string = member.value else {
-                return .init(path: "params.\(member.key)", message: "must be a string")
+            guard member.value.isScalarText, member.value.text?.isEmpty == false else {
+                return .init(path: "params.\(member.key)", message: "must be a non-empty string or a number")
             }
         }
         let hasQueue = params["queue"] != nil

@@ -39,6 +39,10 @@ public indirect enum PayloadTemplate: Sendable {
 
     /// Parses one string into literal text and placeholders.
     static func compileString(_ text: String) throws(TemplateSyntaxError) -> PayloadTemplate {
+        if text.contains("{%") {
+            throw TemplateSyntaxError(
+                "\(jsonQuoted(text)) has a Django template tag ({% ... %}), which payloads do not support: use {{ path|filter }} placeholders")
+        }
         var parts: [TemplateTextPart] = []
         var rest = Substring(text)
         while let open = rest.range(of: "{{") {
@@ -136,6 +140,11 @@ public enum TemplateTextPart: Sendable {
 public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible {
     public let path: String
     public let message: String
+
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
 
     public var description: String { "\(path): \(message)" }
 }

@@ -63,8 +63,11 @@ struct TemplateDateTime: Equatable {
         }
     }
 
-    /// Formats with Django's date format characters; a backslash escapes the next
-    /// character and any other character is copied.
+    /// Formats with Django's date format characters (all of them, in English); a
+    /// backslash escapes the next character and any other character is copied.
+    ///
+    /// Values carry a UTC offset but no zone name, so `e` and `T` give `UTC` (or
+    /// `UTC+05:30` for another offset) where Django would name the zone.
     func formatted(_ format: String) -> String {
         var output = ""
         var escaped = false
@@ -86,6 +89,10 @@ struct TemplateDateTime: Equatable {
         "July", "August", "September", "October", "November", "December",
     ]
     private static let weekdayNames = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+    /// Month abbreviations in Associated Press style, Django's `N`.
+    private static let pressMonthNames = [
+        "Jan.", "Feb.", "March", "April", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.", "Dec.",
+    ]
 
     private func formatted(_ character: Character) -> String? {
         switch character {
@@ -93,7 +100,8 @@ struct TemplateDateTime: Equatable {
         case "y": return Self.padded(year % 100, 2)
         case "m": return Self.padded(month, 2)
         case "n": return String(month)
-        case "F": return Self.monthNames[month - 1]
+        case "F", "E": return Self.monthNames[month - 1]
+        case "N": return Self.pressMonthNames[month - 1]
         case "M": return String(Self.monthNames[month - 1].prefix(3))
         case "b": return String(Self.monthNames[month - 1].prefix(3)).lowercased()
         case "d": return Self.padded(day, 2)
@@ -114,7 +122,17 @@ struct TemplateDateTime: Equatable {
         case "u": return Self.padded(microsecond, 6)
         case "A": return hour < 12 ? "AM" : "PM"
         case "a": return hour < 12 ? "a.m." : "p.m."
+        case "f": return minute == 0 ? String(hour12) : "\(hour12):\(Self.padded(minute, 2))"
+        case "P": return meridiemTime
         case "O": return utcOffset.map { Self.offsetText($0, separator: "") } ?? ""
+        case "Z": return utcOffset.map(String.init) ?? ""
+        case "e", "T": return utcOffset.map { $0 == 0 ? "UTC" : "UTC" + Self.offsetText($0, separator: ":") } ?? ""
+        case "I": return utcOffset == nil ? "" : "0"
+        case "r":
+            let offset = utcOffset.map { Self.offsetText($0, separator: "") } ?? "-0000"
+            return formatted("D, d M Y H:i:s") + " " + offset
+        case "W": return String(isoWeek.week)
+        case "o": return String(isoWeek.year)
         case "U": return String(secondsSinceEpoch)
         case "c": return isoText
         default: return nil
@@ -140,6 +158,46 @@ struct TemplateDateTime: Equatable {
     }
 
     private var hour12: Int { hour % 12 == 0 ? 12 : hour % 12 }
+
+    /// Django's `P`: `1 a.m.`, `1:30 p.m.`, or `midnight` and `noon`.
+    private var meridiemTime: String {
+        if minute == 0 && hour == 0 {
+            return "midnight"
+        }
+        if minute == 0 && hour == 12 {
+            return "noon"
+        }
+        return (formatted("f") ?? "") + " " + (hour < 12 ? "a.m." : "p.m.")
+    }
+
+    /// The ISO 8601 week number and the year it belongs to.
+    private var isoWeek: (year: Int, week: Int) {
+        let week = (dayOfYear - (weekday + 1) + 10) / 7
+        if week < 1 {
+            return (year - 1, Self.isoWeeks(in: year - 1))
+        }
+        if week > Self.isoWeeks(in: year) {
+            return (year + 1, 1)
+        }
+        return (year, week)
+    }
+
+    /// 53 when the year starts on a Thursday, or on a Wednesday in a leap year; else 52.
+    private static func isoWeeks(in year: Int) -> Int {
+        var january = TemplateDateTime.date(year: year, month: 1, day: 1)
+        january.hasDate = true
+        let startsOnThursday = january.weekday == 3
+        let leapStartsOnWednesday = isLeapYear(year) && january.weekday == 2
+        return startsOnThursday || leapStartsOnWednesday ? 53 : 52
+    }
+
+    private init(dateOnly: Void) {}
+
+    private static func date(year: Int, month: Int, day: Int) -> TemplateDateTime {
+        var value = TemplateDateTime(dateOnly: ())
+        (value.year, value.month, value.day) = (year, month, day)
+        return value
+    }
 
     private var ordinalSuffix: String {
         if (11...13).contains(day % 100) {

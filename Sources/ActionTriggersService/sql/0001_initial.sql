@@ -656,6 +656,11 @@ BEGIN
             IF i = cardinality(path) THEN
                 RETURN format('path %s: %s has no column or relation %s', full_path, current_label, segment);
             END IF;
+            IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = current_table AND a.attname = segment AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                RETURN format('path %s: %s of %s is a column, not a relation (a foreign key), so nothing can follow it',
+                              full_path, segment, current_label);
+            END IF;
             RETURN format('path %s: %s has no relation %s (a relation follows a single-column foreign key, such as %s_id)',
                           full_path, current_label, segment, segment);
         END IF;
@@ -683,6 +688,10 @@ DECLARE
     filter text[];
     problem text;
 BEGIN
+    IF strpos(value, '{%') > 0 THEN
+        RETURN format('%s has a Django template tag ({%% ... %%}), which payloads do not support: use {{ path|filter }} placeholders',
+                      to_jsonb(value));
+    END IF;
     LOOP
         open_at := strpos(rest, '{{');
         EXIT WHEN open_at = 0;
@@ -701,9 +710,12 @@ BEGIN
                           expression);
         END IF;
 
-        problem := action_triggers.template_path_error(string_to_array(parts[1], '.'), table_oid, model_label);
-        IF problem IS NOT NULL THEN
-            RETURN problem;
+        -- Without a table (a config whose content types are not known yet) only the syntax is checked.
+        IF table_oid IS NOT NULL THEN
+            problem := action_triggers.template_path_error(string_to_array(parts[1], '.'), table_oid, model_label);
+            IF problem IS NOT NULL THEN
+                RETURN problem;
+            END IF;
         END IF;
 
         FOR filter IN
@@ -732,6 +744,34 @@ BEGIN
 END
 $$;
 
+-- Returns the path of the first key that an object of a json value repeats, such as
+-- payload.customer.name, or NULL. jsonb keeps only the last of repeated keys, so
+-- this check reads the json text.
+CREATE FUNCTION action_triggers.json_duplicate_key(value json) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    WITH RECURSIVE node(path, value) AS (
+        SELECT 'payload', json_duplicate_key.value
+        UNION ALL
+        SELECT CASE WHEN json_typeof(n.value) = 'object' THEN n.path || '.' || child.key
+                    ELSE n.path || '[' || child.key || ']' END,
+               child.value
+        FROM node n
+        CROSS JOIN LATERAL (
+            SELECT o.key, o.value FROM json_each(CASE WHEN json_typeof(n.value) = 'object' THEN n.value END) AS o
+            UNION ALL
+            SELECT (a.i - 1)::text, a.e
+            FROM json_array_elements(CASE WHEN json_typeof(n.value) = 'array' THEN n.value END) WITH ORDINALITY AS a(e, i)
+        ) AS child
+    )
+    SELECT n.path || '.' || repeated.key
+    FROM node n
+    CROSS JOIN LATERAL (
+        SELECT o.key FROM json_each(CASE WHEN json_typeof(n.value) = 'object' THEN n.value END) AS o
+        GROUP BY o.key HAVING count(*) > 1
+    ) AS repeated
+    LIMIT 1
+$$;
+
 -- Adds an error for each payload string that cannot be rendered for one of the tables.
 CREATE FUNCTION action_triggers.add_payload_errors(errors jsonb, payload jsonb, tables oid[], labels text[])
 RETURNS jsonb
@@ -741,6 +781,12 @@ DECLARE
     problem text;
 BEGIN
     FOR leaf IN SELECT * FROM action_triggers.json_strings(payload, 'payload') LOOP
+        IF coalesce(cardinality(tables), 0) = 0 THEN
+            problem := action_triggers.template_string_error(leaf.value, NULL, NULL);
+            IF problem IS NOT NULL THEN
+                errors := action_triggers.add_error(errors, leaf.path, problem);
+            END IF;
+        END IF;
         FOR i IN 1 .. coalesce(cardinality(tables), 0) LOOP
             problem := action_triggers.template_string_error(leaf.value, tables[i], labels[i]);
             IF problem IS NOT NULL THEN
@@ -1129,15 +1175,29 @@ LANGUAGE sql AS $$
          WITH ORDINALITY AS a(e, i);
 $$;
 
--- Returns the payload to store: `payload_text` when it is the body's payload with
--- its key order, otherwise the body's payload, whose keys jsonb has sorted.
+-- Returns the payload to store: `payload_text`, the body's payload again as json
+-- text with its key order, or without it the body's payload, whose keys jsonb has
+-- sorted. Raises invalid_parameter_value when `payload_text` repeats a key or is not
+-- the body's payload.
 CREATE FUNCTION action_triggers.ordered_payload(body jsonb, payload_text json) RETURNS json
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE
-        WHEN jsonb_typeof(body -> 'payload') IS DISTINCT FROM 'object' THEN NULL
-        WHEN payload_text IS NOT NULL AND payload_text::jsonb = body -> 'payload' THEN payload_text
-        ELSE (body -> 'payload')::json
-    END
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    duplicate text;
+BEGIN
+    IF payload_text IS NULL THEN
+        RETURN CASE WHEN jsonb_typeof(body -> 'payload') = 'object' THEN (body -> 'payload')::json END;
+    END IF;
+    duplicate := action_triggers.json_duplicate_key(payload_text);
+    IF duplicate IS NOT NULL THEN
+        PERFORM action_triggers.raise_if_invalid(jsonb_build_object(duplicate, jsonb_build_array(
+            'is a repeated key: an object in a payload must not repeat a key')));
+    END IF;
+    IF payload_text::jsonb IS DISTINCT FROM coalesce(body -> 'payload', 'null') THEN
+        PERFORM action_triggers.raise_if_invalid(jsonb_build_object('payload', jsonb_build_array(
+            'the payload argument must be the body''s payload again as json text (it differs)')));
+    END IF;
+    RETURN CASE WHEN json_typeof(payload_text) = 'object' THEN payload_text END;
+END
 $$;
 
 -- Validates and stores a config; returns its id.
@@ -1192,6 +1252,37 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Checks a payload written with plain SQL as create_config does: no repeated keys,
+-- and every placeholder valid for the config's content types.
+CREATE FUNCTION action_triggers.check_config_payload() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    errors jsonb := '{}';
+    duplicate text;
+    tables oid[];
+    labels text[];
+BEGIN
+    IF NEW.payload IS NULL THEN
+        RETURN NEW;
+    END IF;
+    duplicate := action_triggers.json_duplicate_key(NEW.payload);
+    IF duplicate IS NOT NULL THEN
+        errors := action_triggers.add_error(errors, duplicate,
+            'is a repeated key: an object in a payload must not repeat a key');
+    END IF;
+    SELECT array_agg(ct.table_oid ORDER BY ct.position),
+           array_agg('model ' || ct.app_label || '.' || lower(ct.model_name) ORDER BY ct.position)
+    INTO tables, labels
+    FROM action_triggers.config_content_type ct
+    WHERE ct.config_id = NEW.id AND ct.table_oid IS NOT NULL;
+    errors := action_triggers.add_payload_errors(errors, NEW.payload::jsonb, tables, labels);
+    PERFORM action_triggers.raise_if_invalid(errors);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER check_config_payload BEFORE INSERT OR UPDATE OF payload ON action_triggers.config
+    FOR EACH ROW EXECUTE FUNCTION action_triggers.check_config_payload();
 
 -- Returns a config in the REST API's JSON shape with its id, or NULL for an unknown
 -- id. The result is json, not jsonb, so the payload keeps its key order.
