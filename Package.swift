@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "CKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         // Produces with headers and waits for delivery reports, which arrive in a C callback.
         .target(name: "CKafkaShim", dependencies: ["CKafka"]),
+        // OpenSSL's libcrypto, for AWS Signature Version 4.
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(name: "Logging"),
         .target(name: "Metrics"),
@@ -37,13 +39,14 @@ let package = Package(
         .target(name: "RedisClient", dependencies: ["CHiredis"]),
         .target(name: "RabbitMQClient", dependencies: ["CRabbitMQShim"]),
         .target(name: "KafkaClient", dependencies: ["CKafkaShim"]),
+        .target(name: "AWSClient", dependencies: ["CCrypto"]),
         // The domain: configs, settings, policies. No I/O.
         .target(name: "ActionTriggersCore"),
         .target(
             name: "ActionTriggersService",
             dependencies: [
                 "ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "RedisClient", "RabbitMQClient", "KafkaClient",
-                "Logging",
+                "AWSClient", "Logging",
                 "Metrics",
             ],
             resources: [.copy("sql"), .copy("openapi.json")]
@@ -52,6 +55,7 @@ let package = Package(
 
         .testTarget(name: "ActionTriggersCoreTests", dependencies: ["ActionTriggersCore"]),
         .testTarget(name: "LoggingTests", dependencies: ["Logging"]),
+        .testTarget(name: "AWSClientTests", dependencies: ["AWSClient"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(
             name: "IntegrationTests",
