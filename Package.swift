@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ActionTriggersService", "PostgresClient", "RedisClient", "RabbitMQClient", "KafkaClient", "Logging"]
+            dependencies: ["ActionTriggersService", "PostgresClient", "RedisClient", "RabbitMQClient", "KafkaClient", "AWSClient", "Logging"]
         ),
     ],
     swiftLanguageModes: [.v6]

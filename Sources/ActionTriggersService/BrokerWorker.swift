@@ -155,6 +155,7 @@ final class BrokerWorker: Sendable {
         let redis = RedisPublisher()
         let rabbitMQ = RabbitMQPublisher()
         let kafka = KafkaPublisher()
+        let aws = AWSPublisher()
     }
 
     /// A delivery ready to publish, or the result of an attempt that cannot be made.
@@ -222,6 +223,27 @@ final class BrokerWorker: Sendable {
             ("model", delivery.model ?? ""),
         ]
         switch target {
+        case .aws(let awsTarget, let service):
+            let key = KafkaTarget.messageKey(model: delivery.model ?? "", rowKey: delivery.rowKey ?? "")
+            // Empty attribute values are invalid in SQS and SNS, so they are left out.
+            let attributes = ([("message_id", delivery.messageID)] + metadata
+                + awsTarget.attributes.map { ($0.key, $0.value) }).filter { !$0.1.isEmpty }
+            if body.count > AWSTarget.maxMessageBytes {
+                return .notSent(reason: "message of \(body.count) bytes for key \(key) is over the \(service.rawValue) limit of \(AWSTarget.maxMessageBytes) bytes")
+            }
+            if attributes.count > AWSTarget.maxAttributes {
+                return .notSent(reason: "\(attributes.count) message attributes are over the \(service.rawValue) limit of \(AWSTarget.maxAttributes); remove parameters")
+            }
+            do {
+                try publishers.aws.publish(
+                    .init(body: body, messageID: delivery.messageID, groupID: key, attributes: attributes), to: awsTarget,
+                    service: service, timeout: timeout)
+                return .published
+            } catch where !error.retryable {
+                return .notSent(reason: error.message)
+            } catch {
+                return .publishFailed(message: error.message)
+            }
         case .kafka(let kafkaTarget):
             let key = KafkaTarget.messageKey(model: delivery.model ?? "", rowKey: delivery.rowKey ?? "")
             do {

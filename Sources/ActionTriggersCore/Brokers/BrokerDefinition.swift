@@ -25,7 +25,7 @@ public enum BrokerType: String, Sendable, CaseIterable {
     case gcpPubSub = "gcp_pubsub"
 
     /// The types this version can publish to.
-    public static let supported: [BrokerType] = [.redis, .rabbitmq, .kafka]
+    public static let supported: [BrokerType] = [.redis, .rabbitmq, .kafka, .awsSQS, .awsSNS]
 
     /// The keys of `conn_details` each type reads, after merging; nil when any key
     /// is passed on to the client library (Kafka's are librdkafka properties).
@@ -34,17 +34,22 @@ public enum BrokerType: String, Sendable, CaseIterable {
         case .redis: ["host", "port", "db", "username", "password"]
         case .rabbitmq: ["host", "port", "virtual_host", "username", "password"]
         case .kafka: nil
+        case .awsSQS, .awsSNS:
+            ["endpoint_url", "region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token"]
         default: []
         }
     }
 
     /// The keys of `params` each type reads, after merging. Other keys are message
-    /// attributes where the broker has them (Redis stream fields, AMQP and Kafka headers).
+    /// attributes where the broker has them (Redis stream fields, AMQP and Kafka headers,
+    /// SQS and SNS message attributes).
     public var parameterKeys: [String] {
         switch self {
         case .redis: ["channel", "stream", "maxlen"]
         case .rabbitmq: ["queue", "exchange", "routing_key"]
         case .kafka: ["topic"]
+        case .awsSQS: ["queue_url", "queue_name", "message_group_id"]
+        case .awsSNS: ["topic_arn", "message_group_id"]
         default: []
         }
     }

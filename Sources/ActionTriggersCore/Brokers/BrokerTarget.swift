@@ -3,6 +3,7 @@ public enum BrokerTarget: Sendable, Equatable {
     case redis(RedisTarget)
     case rabbitMQ(RabbitMQTarget)
     case kafka(KafkaTarget)
+    case aws(AWSTarget, service: BrokerType)
 
     /// A field of `conn_details` or `params` with what is wrong with it.
     public struct Problem: Sendable, Equatable {
@@ -23,6 +24,8 @@ public enum BrokerTarget: Sendable, Equatable {
             return RabbitMQTarget.problem(connDetails: connDetails, params: params, merged: merged)
         case .kafka:
             return KafkaTarget.problem(connDetails: connDetails, params: params, merged: merged)
+        case .awsSQS, .awsSNS:
+            return AWSTarget.problem(type: type, connDetails: connDetails, params: params, merged: merged)
         default:
             return Problem(path: "broker_type", message: "\(type.rawValue) is not supported by this version yet")
         }
@@ -40,6 +43,8 @@ public enum BrokerTarget: Sendable, Equatable {
             return .success(.rabbitMQ(RabbitMQTarget(connDetails: connDetails, params: params)))
         case .kafka:
             return .success(.kafka(KafkaTarget(connDetails: connDetails, params: params)))
+        case .awsSQS, .awsSNS:
+            return .success(.aws(AWSTarget(connDetails: connDetails, params: params), service: type))
         default:
             return .failure(BrokerTargetError(message: "\(type.rawValue) is not supported by this version yet"))
         }

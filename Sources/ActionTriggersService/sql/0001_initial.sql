@@ -889,6 +889,19 @@ BEGIN
             errors := action_triggers.add_error(errors, path || '.parameters.queue', format(
                 'broker %s needs a queue, or an exchange and a routing_key, in its params or here', queue ->> 'name'));
         END IF;
+    ELSIF broker ->> 'broker_type' = 'aws_sqs' THEN
+        IF 'queue_url' = ANY (param_keys) AND 'queue_name' = ANY (param_keys) THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.queue_name',
+                'give either queue_url or queue_name, not both');
+        ELSIF NOT ('queue_url' = ANY (param_keys) OR 'queue_name' = ANY (param_keys)) THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.queue_url', format(
+                'broker %s needs a queue_url or a queue_name, in its params or here', queue ->> 'name'));
+        END IF;
+    ELSIF broker ->> 'broker_type' = 'aws_sns' THEN
+        IF NOT 'topic_arn' = ANY (param_keys) THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.topic_arn', format(
+                'broker %s needs a topic_arn, in its params or here', queue ->> 'name'));
+        END IF;
     ELSIF broker ->> 'broker_type' = 'kafka' THEN
         IF NOT 'topic' = ANY (param_keys) THEN
             errors := action_triggers.add_error(errors, path || '.parameters.topic', format(

@@ -56,3 +56,14 @@ extension TestEnvironment {
         return port
     }
 }
+
+extension TestEnvironment {
+    /// Returns the URL of moto, the SQS and SNS server that `scripts/test` starts on 127.0.0.1.
+    static func motoURL() throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_MOTO_URL"], !url.isEmpty else {
+            throw MissingServer(description:
+                "ACTION_TRIGGERS_TEST_MOTO_URL is not set: run the tests with scripts/test, which starts moto")
+        }
+        return url
+    }
+}
