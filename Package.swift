@@ -40,13 +40,14 @@ let package = Package(
         .target(name: "RabbitMQClient", dependencies: ["CRabbitMQShim"]),
         .target(name: "KafkaClient", dependencies: ["CKafkaShim"]),
         .target(name: "AWSClient", dependencies: ["CCrypto"]),
+        .target(name: "GoogleAuth", dependencies: ["CCrypto"]),
         // The domain: configs, settings, policies. No I/O.
         .target(name: "ActionTriggersCore"),
         .target(
             name: "ActionTriggersService",
             dependencies: [
                 "ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "RedisClient", "RabbitMQClient", "KafkaClient",
-                "AWSClient", "Logging",
+                "AWSClient", "GoogleAuth", "Logging",
                 "Metrics",
             ],
             resources: [.copy("sql"), .copy("openapi.json")]

@@ -9,9 +9,12 @@ import HTTPClient
 /// Owned by the broker worker's thread; requests run one at a time. Queue URLs
 /// found by name are cached.
 final class AWSPublisher {
-    private let client = HTTPClient(maxConnectionsPerHost: 4, userAgent: "action-triggers/\(Version.current)")
+    private let http: BlockingHTTP
     private var queueURLs: [String: String] = [:]
-    private var nextTag = 0
+
+    init(http: BlockingHTTP) {
+        self.http = http
+    }
 
     /// A message and the metadata that become its attributes.
     struct Message {
@@ -108,30 +111,21 @@ final class AWSPublisher {
             amzDate: Self.amzDate(Date()))
 
         let action = parameters.first?.1 ?? "request"
-        let tag = nextTag
-        nextTag &+= 1
         let request = HTTPRequest(
             method: "POST", url: endpoint, headers: headers.map { HTTPHeader($0.0, $0.1) }, body: body, timeout: timeout)
-        if let failure = client.start(request, tag: tag) {
-            throw AWSPublishError(retryable: false, message: "\(action) could not be sent: \(failure.message)")
+        let response: HTTPResponse
+        do {
+            response = try http.send(request)
+        } catch {
+            throw AWSPublishError(retryable: error.kind != .invalidRequest, message: "\(action) failed: \(error.message)")
         }
-        while true {
-            for completion in client.poll(timeout: .milliseconds(100)) where completion.tag == tag {
-                switch completion.result {
-                case .failure(let error):
-                    throw AWSPublishError(retryable: true, message: "\(action) failed: \(error.message)")
-                case .success(let response):
-                    let text = String(decoding: response.body, as: UTF8.self)
-                    guard (200...299).contains(response.status) else {
-                        let code = Self.element("Code", in: text) ?? "no error code"
-                        let detail = Self.element("Message", in: text) ?? ""
-                        throw AWSPublishError(
-                            retryable: true, message: "\(action) failed: HTTP \(response.status) \(code): \(detail)")
-                    }
-                    return text
-                }
-            }
+        let text = String(decoding: response.body, as: UTF8.self)
+        guard (200...299).contains(response.status) else {
+            let code = Self.element("Code", in: text) ?? "no error code"
+            let detail = Self.element("Message", in: text) ?? ""
+            throw AWSPublishError(retryable: true, message: "\(action) failed: HTTP \(response.status) \(code): \(detail)")
         }
+        return text
     }
 
     private static func credentials(_ target: AWSTarget, environment: [String: String]) -> AWSCredentials? {

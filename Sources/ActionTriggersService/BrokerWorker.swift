@@ -155,7 +155,9 @@ final class BrokerWorker: Sendable {
         let redis = RedisPublisher()
         let rabbitMQ = RabbitMQPublisher()
         let kafka = KafkaPublisher()
-        let aws = AWSPublisher()
+        let http = BlockingHTTP()
+        lazy var aws = AWSPublisher(http: http)
+        lazy var pubSub = PubSubPublisher(http: http)
     }
 
     /// A delivery ready to publish, or the result of an attempt that cannot be made.
@@ -223,6 +225,20 @@ final class BrokerWorker: Sendable {
             ("model", delivery.model ?? ""),
         ]
         switch target {
+        case .pubSub(let pubSubTarget):
+            let attributes = [("message_id", delivery.messageID)] + metadata
+                + pubSubTarget.attributes.map { ($0.key, $0.value) }
+            if body.count > PubSubTarget.maxMessageBytes {
+                return .notSent(reason: "message of \(body.count) bytes is over the Pub/Sub limit of \(PubSubTarget.maxMessageBytes) bytes")
+            }
+            do {
+                try publishers.pubSub.publish(body, to: pubSubTarget, attributes: attributes, timeout: timeout)
+                return .published
+            } catch where !error.retryable {
+                return .notSent(reason: error.message)
+            } catch {
+                return .publishFailed(message: error.message)
+            }
         case .aws(let awsTarget, let service):
             let key = KafkaTarget.messageKey(model: delivery.model ?? "", rowKey: delivery.rowKey ?? "")
             // Empty attribute values are invalid in SQS and SNS, so they are left out.

@@ -24,9 +24,6 @@ public enum BrokerType: String, Sendable, CaseIterable {
     case awsSNS = "aws_sns"
     case gcpPubSub = "gcp_pubsub"
 
-    /// The types this version can publish to.
-    public static let supported: [BrokerType] = [.redis, .rabbitmq, .kafka, .awsSQS, .awsSNS]
-
     /// The keys of `conn_details` each type reads, after merging; nil when any key
     /// is passed on to the client library (Kafka's are librdkafka properties).
     public var connectionKeys: [String]? {
@@ -36,13 +33,13 @@ public enum BrokerType: String, Sendable, CaseIterable {
         case .kafka: nil
         case .awsSQS, .awsSNS:
             ["endpoint_url", "region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token"]
-        default: []
+        case .gcpPubSub: ["project", "credentials_file", "endpoint_url"]
         }
     }
 
     /// The keys of `params` each type reads, after merging. Other keys are message
     /// attributes where the broker has them (Redis stream fields, AMQP and Kafka headers,
-    /// SQS and SNS message attributes).
+    /// SQS, SNS and Pub/Sub message attributes).
     public var parameterKeys: [String] {
         switch self {
         case .redis: ["channel", "stream", "maxlen"]
@@ -50,7 +47,7 @@ public enum BrokerType: String, Sendable, CaseIterable {
         case .kafka: ["topic"]
         case .awsSQS: ["queue_url", "queue_name", "message_group_id"]
         case .awsSNS: ["topic_arn", "message_group_id"]
-        default: []
+        case .gcpPubSub: ["topic"]
         }
     }
 }
@@ -76,11 +73,6 @@ extension Settings {
             let typeNames = BrokerType.allCases.map(\.rawValue).joined(separator: ", ")
             guard case .string(let typeName)? = fields["broker_type"], let type = BrokerType(rawValue: typeName) else {
                 throw SettingsError(path: "\(path).broker_type", message: "must be one of \(typeNames)")
-            }
-            guard BrokerType.supported.contains(type) else {
-                throw SettingsError(
-                    path: "\(path).broker_type",
-                    message: "\(typeName) is not supported by this version yet; supported: \(BrokerType.supported.map(\.rawValue).joined(separator: ", "))")
             }
             var objects: [JSONObject] = []
             for key in ["conn_details", "params"] {

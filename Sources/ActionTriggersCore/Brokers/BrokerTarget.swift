@@ -4,6 +4,7 @@ public enum BrokerTarget: Sendable, Equatable {
     case rabbitMQ(RabbitMQTarget)
     case kafka(KafkaTarget)
     case aws(AWSTarget, service: BrokerType)
+    case pubSub(PubSubTarget)
 
     /// A field of `conn_details` or `params` with what is wrong with it.
     public struct Problem: Sendable, Equatable {
@@ -26,8 +27,8 @@ public enum BrokerTarget: Sendable, Equatable {
             return KafkaTarget.problem(connDetails: connDetails, params: params, merged: merged)
         case .awsSQS, .awsSNS:
             return AWSTarget.problem(type: type, connDetails: connDetails, params: params, merged: merged)
-        default:
-            return Problem(path: "broker_type", message: "\(type.rawValue) is not supported by this version yet")
+        case .gcpPubSub:
+            return PubSubTarget.problem(connDetails: connDetails, params: params, merged: merged)
         }
     }
 
@@ -45,8 +46,8 @@ public enum BrokerTarget: Sendable, Equatable {
             return .success(.kafka(KafkaTarget(connDetails: connDetails, params: params)))
         case .awsSQS, .awsSNS:
             return .success(.aws(AWSTarget(connDetails: connDetails, params: params), service: type))
-        default:
-            return .failure(BrokerTargetError(message: "\(type.rawValue) is not supported by this version yet"))
+        case .gcpPubSub:
+            return .success(.pubSub(PubSubTarget(connDetails: connDetails, params: params)))
         }
     }
 }

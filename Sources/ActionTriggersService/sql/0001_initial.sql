@@ -902,6 +902,11 @@ BEGIN
             errors := action_triggers.add_error(errors, path || '.parameters.topic_arn', format(
                 'broker %s needs a topic_arn, in its params or here', queue ->> 'name'));
         END IF;
+    ELSIF broker ->> 'broker_type' = 'gcp_pubsub' THEN
+        IF NOT 'topic' = ANY (param_keys) THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.topic', format(
+                'broker %s needs a topic, in its params or here', queue ->> 'name'));
+        END IF;
     ELSIF broker ->> 'broker_type' = 'kafka' THEN
         IF NOT 'topic' = ANY (param_keys) THEN
             errors := action_triggers.add_error(errors, path || '.parameters.topic', format(
