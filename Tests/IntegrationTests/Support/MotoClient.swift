@@ -51,12 +51,18 @@ struct MotoClient {
         return try #require(Self.elements("QueueUrl", in: answer).first)
     }
 
-    /// Receives up to 10 messages with all their attributes.
+    /// Receives up to 10 messages with all their attributes and deletes them, so a
+    /// FIFO queue hands out the next message of the same group.
     func receive(queueURL: String) async throws -> [(body: String, attributes: [String: String], groupID: String?)] {
         let answer = try await call("sqs", [
             ("Action", "ReceiveMessage"), ("Version", "2012-11-05"), ("QueueUrl", queueURL),
             ("MaxNumberOfMessages", "10"), ("MessageAttributeName.1", "All"), ("AttributeName.1", "All"),
         ])
+        for handle in Self.elements("ReceiptHandle", in: answer) {
+            try await call("sqs", [
+                ("Action", "DeleteMessage"), ("Version", "2012-11-05"), ("QueueUrl", queueURL), ("ReceiptHandle", handle),
+            ])
+        }
         return answer.components(separatedBy: "<Message>").dropFirst().map { message in
             let body = Self.elements("Body", in: message).first ?? ""
             var attributes: [String: String] = [:]
