@@ -17,6 +17,8 @@ struct ClaimedBrokerDelivery {
     let model: String?
     /// The primary key of the changed row, its columns' values joined by commas.
     let rowKey: String?
+    /// The configured table, `schema.table`, for error messages; nil once the config is gone.
+    let tableName: String?
     let renderedPayload: String?
     let event: CapturedEvent
 
@@ -60,7 +62,11 @@ final class BrokerWorker: Sendable {
         WHERE d.id = due.id AND e.id = d.event_id
         RETURNING d.id, d.event_id, d.msg_broker_queue_id, d.attempts, d.broker_name, d.conn_details::text AS conn_details,
                   d.parameters::text AS parameters, d.timeout_secs, d.model, d.row_key, d.payload::text AS payload, e.signal,
-                  e.operation, e.new_row::text AS new_row, e.old_row::text AS old_row
+                  e.operation, e.new_row::text AS new_row, e.old_row::text AS old_row,
+                  (SELECT format('%I.%I', ct.schema_name, ct.table_name)
+                   FROM action_triggers.config_content_type ct
+                   WHERE ct.config_id = d.config_id AND ct.app_label || '.' || lower(ct.model_name) = d.model
+                   LIMIT 1) AS table_name
         """
 
     init(
@@ -115,6 +121,7 @@ final class BrokerWorker: Sendable {
                 attempt: try row.int("attempts"), brokerName: try row.string("broker_name"),
                 connDetails: try row.string("conn_details"), parameters: try row.string("parameters"),
                 timeoutSecs: try row.optional("timeout_secs", row.double), model: row["model"], rowKey: row["row_key"],
+                tableName: row["table_name"],
                 renderedPayload: row["payload"],
                 event: CapturedEvent(
                     id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),
@@ -245,7 +252,8 @@ final class BrokerWorker: Sendable {
             let attributes = ([("message_id", delivery.messageID)] + metadata
                 + awsTarget.attributes.map { ($0.key, $0.value) }).filter { !$0.1.isEmpty }
             if body.count > AWSTarget.maxMessageBytes {
-                return .notSent(reason: "message of \(body.count) bytes for key \(key) is over the \(service.rawValue) limit of \(AWSTarget.maxMessageBytes) bytes")
+                return .notSent(
+                    reason: "message of \(body.count) bytes for table \(delivery.tableName ?? "unknown"), key \(key), is over the \(service.rawValue) limit of \(AWSTarget.maxMessageBytes) bytes")
             }
             if attributes.count > AWSTarget.maxAttributes {
                 return .notSent(reason: "\(attributes.count) message attributes are over the \(service.rawValue) limit of \(AWSTarget.maxAttributes); remove parameters")
@@ -269,7 +277,8 @@ final class BrokerWorker: Sendable {
                     timeout: timeout)
                 return .published
             } catch where error.kind == .tooLarge {
-                return .notSent(reason: "message of \(body.count) bytes for key \(key) is over the Kafka size limit: \(error.message)")
+                return .notSent(
+                    reason: "message of \(body.count) bytes for table \(delivery.tableName ?? "unknown"), key \(key), is over the Kafka size limit: \(error.message)")
             } catch {
                 return .publishFailed(message: error.message)
             }

@@ -208,6 +208,12 @@ int at_kafka_mock_topic_create(at_kafka_mock_cluster *cluster, const char *topic
     return rd_kafka_mock_topic_create(cluster->cluster, topic, partitions, 1) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
 
+int at_kafka_mock_broker_set_up(at_kafka_mock_cluster *cluster, int32_t broker_id, int up) {
+    rd_kafka_resp_err_t code = up ? rd_kafka_mock_broker_set_up(cluster->cluster, broker_id)
+                                  : rd_kafka_mock_broker_set_down(cluster->cluster, broker_id);
+    return code == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+}
+
 void at_kafka_mock_cluster_destroy(at_kafka_mock_cluster *cluster) {
     if (cluster == NULL) {
         return;

@@ -94,6 +94,13 @@ public final class KafkaMockCluster {
         String(cString: at_kafka_mock_cluster_bootstraps(cluster))
     }
 
+    /// Takes broker `id` (1 to the broker count) down or brings it back.
+    public func setBroker(_ id: Int, up: Bool) throws(KafkaError) {
+        guard at_kafka_mock_broker_set_up(cluster, Int32(id), up ? 1 : 0) == 0 else {
+            throw KafkaError(kind: .failed, message: "setting mock broker \(id) \(up ? "up" : "down") failed")
+        }
+    }
+
     public func createTopic(_ name: String, partitions: Int) throws(KafkaError) {
         guard at_kafka_mock_topic_create(cluster, name, Int32(partitions)) == 0 else {
             throw KafkaError(kind: .failed, message: "creating topic \(name) failed")

@@ -111,12 +111,12 @@ struct AWSBrokerTests {
         try await harness.waitUntil("the delivery succeeds") { try harness.onlyDeliveryStatus() == "succeeded" }
     }
 
-    @Test("oversized message fails at once and names its key")
+    @Test("300 KB row fails at once and names table and key")
     func oversized() async throws {
         let moto = MotoClient(endpoint: try TestEnvironment.motoURL())
         let queueURL = try await moto.createQueue(Self.uniqueName("big"))
         let harness = try Harness()
-        try await harness.startService(
+        let service = try await harness.startService(
             settings: settings(harness, type: "aws_sqs", params: #"{"queue_url": "\#(queueURL)"}"#),
             environment: ["TEST_AWS_SECRET": "testing"])
         try harness.createConfig(customerConfig())
@@ -126,7 +126,10 @@ struct AWSBrokerTests {
         try await harness.waitUntil("the delivery fails") { try harness.onlyDeliveryStatus() == "failed" }
 
         let error = try harness.database.query("SELECT last_error FROM action_triggers.delivery").singleRow()
-        #expect(error["last_error"]?.contains("for key myapp.customer:1 is over the aws_sqs limit of 262144 bytes") == true)
+        #expect(error["last_error"]?.contains(
+            "for table public.myapp_customer, key myapp.customer:1, is over the aws_sqs limit of 262144 bytes") == true)
+        #expect(try harness.database.query("SELECT count(*) AS n FROM action_triggers.delivery_attempt").singleRow().int("n") == 1)
+        #expect(service.log.contains("key myapp.customer:1"))
     }
 
     @Test("queue settings are checked against the broker", arguments: [

@@ -63,25 +63,27 @@ struct KafkaBrokerTests {
         #expect(metrics.contains(#"action_triggers_delivery_attempts_total{target="kafka",outcome="succeeded"} 3"#))
     }
 
-    @Test("oversized message fails at once and names its key")
+    @Test("300 KB row over a 100 KB limit fails at once and names table and key")
     func oversized() async throws {
         let cluster = try KafkaMockCluster(brokers: 1)
         try cluster.createTopic("customers", partitions: 1)
         let harness = try Harness()
-        try await harness.startService(settings: settings(
-            harness, connDetails: #"{"bootstrap.servers": "\#(cluster.bootstrapServers)", "message.max.bytes": 2000}"#,
+        let service = try await harness.startService(settings: settings(
+            harness, connDetails: #"{"bootstrap.servers": "\#(cluster.bootstrapServers)", "message.max.bytes": 100000}"#,
             params: #"{"topic": "customers"}"#))
         try harness.createConfig(customerConfig(queue: #"{"name": "kafka"}"#))
 
         try harness.database.query(
-            "INSERT INTO myapp_customer (name, email) VALUES ($1, 'a@example.com')", [String(repeating: "x", count: 5000)])
+            "INSERT INTO myapp_customer (name, email) VALUES ($1, 'a@example.com')", [String(repeating: "x", count: 300_000)])
         try await harness.waitUntil("the delivery fails") { try harness.onlyDeliveryStatus() == "failed" }
 
         let attempts = try harness.database.query("SELECT outcome, error FROM action_triggers.delivery_attempt")
         #expect(attempts.rows.count == 1)
         #expect(attempts.rows.first?["outcome"] == "failed")
         let error = attempts.rows.first?["error"] ?? ""
-        #expect(error.contains("for key myapp.customer:1 is over the Kafka size limit"), "\(error)")
+        #expect(error.contains("for table public.myapp_customer, key myapp.customer:1, is over the Kafka size limit"), "\(error)")
+        #expect(service.log.contains("publish failed, not retrying"))
+        #expect(service.log.contains("key myapp.customer:1"))
     }
 
     @Test("unreachable cluster is retried")

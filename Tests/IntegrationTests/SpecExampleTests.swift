@@ -1,4 +1,6 @@
 import Foundation
+import KafkaClient
+import RabbitMQClient
 import Testing
 
 /// The ancestor documentation's three API examples against the REST API.
@@ -51,6 +53,59 @@ struct SpecExampleTests {
 
         #expect(try await send("DELETE", "\(api)/\(id)").status == 204)
         #expect(try await send("GET", "\(api)/\(id)").status == 404)
+    }
+
+    @Test("example 2 delivers both webhooks and both broker messages")
+    func exampleTwoDelivers() async throws {
+        let harness = try Harness()
+        let rabbitPort = try TestEnvironment.rabbitMQPort()
+        let queue = "products-\(UUID().uuidString.prefix(8))"
+        let consumer = try RabbitMQConnection(
+            host: "127.0.0.1", port: rabbitPort, virtualHost: "/", username: "guest", password: "guest", timeout: .seconds(10))
+        try consumer.declareQueue(queue)
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("products", partitions: 1)
+        let settings = Harness.settings(allowing: [harness.receiver], extra: """
+            "dynamic_values": {
+              "myapp.utils.get_token": {"env": "MYAPP_TOKEN"},
+              "myapp.utils.get_product_id": {"env": "MYAPP_PRODUCT_ID"},
+              "myapp.utils.get_sale_id": {"env": "MYAPP_SALE_ID"}
+            },
+            "brokers": {
+              "my-msg-broker-config": {"broker_type": "rabbitmq", "conn_details": {"port": \(rabbitPort)}, "params": {"queue": "\(queue)"}},
+              "my-other-msg-broker-config": {"broker_type": "kafka",
+                "conn_details": {"bootstrap.servers": "\(cluster.bootstrapServers)"}, "params": {"topic": "products"}}
+            }
+            """)
+        let service = try await harness.startService(
+            settings: settings, environment: ["MYAPP_TOKEN": "token-42", "MYAPP_PRODUCT_ID": "p-7", "MYAPP_SALE_ID": "s-9"])
+        let body = SpecExample.two.body
+            .replacingOccurrences(of: "https://my-webhook.com", with: "\(harness.receiver.baseURL)/one")
+            .replacingOccurrences(of: "https://my-other-webhook.com", with: "\(harness.receiver.baseURL)/two")
+        #expect(try await send("POST", try await service.httpBaseURL() + "/api/action-triggers", body: body).status == 201)
+
+        try harness.database.query("INSERT INTO myapp_product (name, description) VALUES ('lamp', 'O''Brien \"VIP\"')")
+        let requests = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
+        try await harness.waitUntil("four deliveries succeed") {
+            try harness.database.query(
+                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 4
+        }
+
+        let payload = try harness.database.query("SELECT new_row::text AS row FROM action_triggers.event").singleRow()
+            .string("row")
+        #expect(Set(requests.map(\.path)) == ["/one", "/two"])
+        #expect(requests.allSatisfy { $0.bodyText == payload && $0.header("Authorization") == "Bearer token-42" })
+        let message = try #require(try consumer.get(queue: queue))
+        #expect(String(decoding: message.body, as: UTF8.self) == payload)
+        #expect(message.properties["product_id"] == "p-7")
+        let kafka = try KafkaConsumer(bootstrapServers: cluster.bootstrapServers, topic: "products", partitions: 1)
+        var record: KafkaMessage?
+        let deadline = ContinuousClock.now + .seconds(10)
+        while record == nil, ContinuousClock.now < deadline {
+            record = try kafka.next(timeout: .milliseconds(500))
+        }
+        #expect(record.map { String(decoding: $0.value, as: UTF8.self) } == payload)
+        #expect(record?.headers["sale_id"] == "s-9")
     }
 
     /// Compares a stored config with the body it was made from; the stored form adds

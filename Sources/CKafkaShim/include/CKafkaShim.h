@@ -36,6 +36,8 @@ at_kafka_mock_cluster *at_kafka_mock_cluster_new(int brokers, char *error, size_
 const char *at_kafka_mock_cluster_bootstraps(at_kafka_mock_cluster *cluster);
 /// Creates a topic on the mock cluster.
 int at_kafka_mock_topic_create(at_kafka_mock_cluster *cluster, const char *topic, int partitions);
+/// Takes a mock broker down (up = 0) or brings it back (up = 1).
+int at_kafka_mock_broker_set_up(at_kafka_mock_cluster *cluster, int32_t broker_id, int up);
 void at_kafka_mock_cluster_destroy(at_kafka_mock_cluster *cluster);
 
 /// Creates a consumer that reads partitions 0..partitions-1 of a topic from the beginning.
