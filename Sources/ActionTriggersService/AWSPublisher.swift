@@ -96,7 +96,7 @@ final class AWSPublisher {
         }
     }
 
-    /// Sends one signed form POST and returns the response body of a 2xx answer.
+    /// Sends one signed form POST and returns the body of a 2xx response.
     private func send(
         _ parameters: [(String, String)], to endpoint: String, signer: SignatureV4, timeout: Duration
     ) throws(AWSPublishError) -> String {
@@ -139,7 +139,7 @@ final class AWSPublisher {
             accessKeyID: accessKeyID, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"])
     }
 
-    /// The region inside an SQS URL (`https://sqs.eu-west-1.amazonaws.com/...`) or an SNS ARN.
+    /// Returns the region inside an SQS URL (`https://sqs.eu-west-1.amazonaws.com/...`) or an SNS ARN.
     private static func region(of destination: AWSTarget.Destination) -> String? {
         switch destination {
         case .topicARN(let arn):
@@ -155,7 +155,7 @@ final class AWSPublisher {
         }
     }
 
-    /// Returns the text of the first `<name>` element of an XML answer.
+    /// Returns the text of the first `<name>` element of an XML response.
     private static func element(_ name: String, in xml: String) -> String? {
         guard let start = xml.range(of: "<\(name)>"), let end = xml.range(of: "</\(name)>", range: start.upperBound..<xml.endIndex)
         else {
@@ -167,7 +167,7 @@ final class AWSPublisher {
             .replacingOccurrences(of: "&amp;", with: "&")
     }
 
-    /// The time as Signature Version 4 writes it, `20150830T123600Z`.
+    /// Formats a time as Signature Version 4 writes it, `20150830T123600Z`.
     private static func amzDate(_ date: Date) -> String {
         var seconds = time_t(date.timeIntervalSince1970)
         var parts = tm()

@@ -119,7 +119,7 @@ final class PubSubPublisher {
         return token
     }
 
-    /// The `error.message` of a Google API error body, or its first 200 bytes.
+    /// Returns the `error.message` of a Google API error body, or its first 200 bytes.
     private static func errorMessage(_ body: [UInt8]) -> String {
         if let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] {
             if let error = object["error"] as? [String: Any], let message = error["message"] as? String {

@@ -22,7 +22,7 @@ public struct AWSTarget: Sendable, Equatable {
 
     /// The largest message SQS and SNS accept, body and attributes together, in bytes.
     public static let maxMessageBytes = 262_144
-    /// The most message attributes SQS and SNS accept on one message.
+    /// The maximum number of message attributes SQS and SNS accept on one message.
     public static let maxAttributes = 10
 
     public static func == (lhs: AWSTarget, rhs: AWSTarget) -> Bool {

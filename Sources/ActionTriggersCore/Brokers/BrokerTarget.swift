@@ -167,7 +167,7 @@ public struct RedisTarget: Sendable, Equatable {
         return nil
     }
 
-    /// An integer from a JSON number or a string of digits, as settings write ports.
+    /// Returns an integer from a JSON number or a string of digits, as settings write ports.
     ///
     /// Strings and numbers are both accepted wherever a broker setting is text, because
     /// SQL validation accepts both and a number is sent as its JSON text.

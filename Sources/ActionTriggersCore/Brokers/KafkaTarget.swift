@@ -22,7 +22,7 @@ public struct KafkaTarget: Sendable, Equatable {
         }
     }
 
-    /// The message key, so that all events of one row go to one partition and stay in order.
+    /// Returns the message key, so that all events of one row go to one partition and stay in order.
     public static func messageKey(model: String, rowKey: String) -> String {
         "\(model):\(rowKey)"
     }

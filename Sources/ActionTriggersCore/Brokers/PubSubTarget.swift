@@ -31,7 +31,7 @@ public struct PubSubTarget: Sendable, Equatable {
         }
     }
 
-    /// The topic's resource path, `projects/<project>/topics/<topic>`, or nil without a project.
+    /// Returns the topic's resource path, `projects/<project>/topics/<topic>`, or nil without a project.
     public func topicPath(defaultProject: String?) -> String? {
         if topic.hasPrefix("projects/") {
             return topic

@@ -44,7 +44,7 @@ void at_kafka_mock_cluster_destroy(at_kafka_mock_cluster *cluster);
 at_kafka_consumer *at_kafka_consumer_new(const char *bootstrap, const char *topic, int partitions, char *error,
                                          size_t error_size);
 /// Waits up to timeout_ms for the next message. Returns 1 with the outputs set (free each with
-/// at_kafka_free), 0 when none arrived, -1 on error. `headers` holds "name=value" lines.
+/// at_kafka_free), 0 when none arrived, -1 on error. `headers` contains "name=value" lines.
 int at_kafka_consume(at_kafka_consumer *consumer, int timeout_ms, char **key, size_t *key_size, char **value,
                      size_t *value_size, int32_t *partition, char **headers, char *error, size_t error_size);
 void at_kafka_consumer_destroy(at_kafka_consumer *consumer);
