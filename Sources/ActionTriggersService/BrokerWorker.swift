@@ -313,36 +313,12 @@ final class BrokerWorker: Sendable {
     }
 
     private func log(_ decision: DeliveryDecision, for delivery: ClaimedBrokerDelivery, limiter: inout LogRateLimiter) {
-        let level: Logger.Level
-        let message: String
-        var error: String?
-        var retryDelay: Int64?
-        switch decision {
-        case .succeeded:
-            level = .debug
-            message = "published"
-        case .retry(let delay, let reason):
-            level = .warning
-            message = "publish attempt failed, will retry"
-            error = reason
-            retryDelay = Int64(delay * 1000)
-        case .failed(let reason):
-            level = .error
-            message = "publish failed, not retrying"
-            error = reason
-        case .dead(let reason):
-            level = .error
-            message = "publish dead after last attempt"
-            error = reason
-        }
-        guard level >= logger.level else { return }
-
-        let (admitted, suppressed) = limiter.admit(message)
-        guard admitted else { return }
-        logger.log(level, message, [
+        let line = AttemptLog(decision, action: "publish", succeeded: "published")
+        guard let suppressed = line.admit(by: logger, limiter: &limiter) else { return }
+        logger.log(line.level, line.message, [
             "delivery.id": delivery.id, "event.id": delivery.eventID, "broker.name": delivery.brokerName,
-            "msg_broker_queue.id": delivery.queueID, "delivery.attempt": delivery.attempt, "retry.delay_ms": retryDelay,
-            "error": error, "log.suppressed": suppressed > 0 ? suppressed : nil,
+            "msg_broker_queue.id": delivery.queueID, "delivery.attempt": delivery.attempt,
+            "retry.delay_ms": line.retryDelayMilliseconds, "error": line.error, "log.suppressed": suppressed > 0 ? suppressed : nil,
         ])
     }
 }

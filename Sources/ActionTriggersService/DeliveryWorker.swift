@@ -252,35 +252,11 @@ final class DeliveryWorker: Sendable {
     }
 
     private func log(_ decision: DeliveryDecision, for delivery: ClaimedDelivery, limiter: inout LogRateLimiter) {
-        let level: Logger.Level
-        let message: String
-        var error: String?
-        var retryDelay: Int64?
-        switch decision {
-        case .succeeded:
-            level = .debug
-            message = "delivered"
-        case .retry(let delay, let reason):
-            level = .warning
-            message = "delivery attempt failed, will retry"
-            error = reason
-            retryDelay = Int64(delay * 1000)
-        case .failed(let reason):
-            level = .error
-            message = "delivery failed, not retrying"
-            error = reason
-        case .dead(let reason):
-            level = .error
-            message = "delivery dead after last attempt"
-            error = reason
-        }
-        guard level >= logger.level else { return }
-
-        let (admitted, suppressed) = limiter.admit(message)
-        guard admitted else { return }
-        logger.log(level, message, [
+        let line = AttemptLog(decision, action: "delivery", succeeded: "delivered")
+        guard let suppressed = line.admit(by: logger, limiter: &limiter) else { return }
+        logger.log(line.level, line.message, [
             "delivery.id": delivery.id, "event.id": delivery.eventID, "webhook.id": delivery.webhookID,
-            "delivery.attempt": delivery.attempt, "retry.delay_ms": retryDelay, "error": error,
+            "delivery.attempt": delivery.attempt, "retry.delay_ms": line.retryDelayMilliseconds, "error": line.error,
             "log.suppressed": suppressed > 0 ? suppressed : nil,
         ])
     }
