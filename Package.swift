@@ -39,7 +39,8 @@ let package = Package(
         .target(name: "RedisClient", dependencies: ["CHiredis"]),
         .target(name: "RabbitMQClient", dependencies: ["CRabbitMQShim"]),
         .target(name: "KafkaClient", dependencies: ["CKafkaShim"]),
-        .target(name: "AWSClient", dependencies: ["CCrypto"]),
+        .target(name: "Digest", dependencies: ["CCrypto"]),
+        .target(name: "AWSClient", dependencies: ["Digest"]),
         .target(name: "GoogleAuth", dependencies: ["CCrypto"]),
         // The domain: configs, settings, policies. No I/O.
         .target(name: "ActionTriggersCore"),
@@ -47,7 +48,7 @@ let package = Package(
             name: "ActionTriggersService",
             dependencies: [
                 "ActionTriggersCore", "PostgresClient", "HTTPClient", "HTTPServer", "RedisClient", "RabbitMQClient", "KafkaClient",
-                "AWSClient", "GoogleAuth", "Logging",
+                "AWSClient", "GoogleAuth", "Digest", "Logging",
                 "Metrics",
             ],
             resources: [.copy("sql"), .copy("openapi.json")]

@@ -1,4 +1,4 @@
-import CCrypto
+import Digest
 import Foundation
 
 /// AWS credentials; `sessionToken` is set for temporary credentials.
@@ -121,26 +121,14 @@ public struct SignatureV4: Sendable {
     }
 
     static func sha256(_ data: [UInt8]) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
-        _ = data.withUnsafeBufferPointer { buffer in
-            SHA256(buffer.baseAddress, buffer.count, &digest)
-        }
-        return digest
+        Digest.sha256(data)
     }
 
     static func hmac(key: [UInt8], data: [UInt8]) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var length: UInt32 = 0
-        _ = key.withUnsafeBufferPointer { keyBuffer in
-            data.withUnsafeBufferPointer { dataBuffer in
-                HMAC(EVP_sha256(), keyBuffer.baseAddress, Int32(keyBuffer.count), dataBuffer.baseAddress, dataBuffer.count,
-                     &digest, &length)
-            }
-        }
-        return Array(digest.prefix(Int(length)))
+        Digest.hmacSHA256(key: key, data: data)
     }
 
     static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        Digest.hex(bytes)
     }
 }

@@ -102,9 +102,13 @@ struct ConfigAPI: Sendable {
                         ? try connection.query("SELECT (($1::jsonb - 'id') || $2::jsonb)::text AS body", [existing, body])
                             .singleRow().string("body")
                         : body
-                    if let errors = try validationErrors(merged, connection) { return .json(400, errors) }
+                    // A body read from the API shows signing secrets redacted; they stand for the stored ones.
+                    let restored = try connection.query(
+                        "SELECT action_triggers.restore_signing_secrets($1, $2::jsonb)::text AS body", [String(id), merged]
+                    ).singleRow().string("body")
+                    if let errors = try validationErrors(restored, connection) { return .json(400, errors) }
                     try connection.query(
-                        "SELECT action_triggers.update_config($1, $2::jsonb, $3::json)", [String(id), merged, payload])
+                        "SELECT action_triggers.update_config($1, $2::jsonb, $3::json)", [String(id), restored, payload])
                     let stored = try connection.query("SELECT action_triggers.config_json($1)::text AS config", [String(id)])
                         .singleRow().string("config")
                     logger.info("config updated", ["config.id": id])

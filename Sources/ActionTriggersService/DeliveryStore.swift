@@ -12,6 +12,8 @@ struct ClaimedDelivery {
     let method: String
     /// The configured headers as stored: a JSON object text.
     let headers: String
+    /// The webhook's signing secrets as stored: a JSON array text, or nil for none.
+    let signingSecrets: String?
     let timeoutSecs: Double?
     /// The body rendered from a payload template at dispatch; nil sends the row image.
     let renderedPayload: String?
@@ -66,6 +68,7 @@ enum DeliveryStore {
         FROM due, action_triggers.event e
         WHERE d.id = due.id AND e.id = d.event_id
         RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.url, d.http_method, d.headers::text AS headers,
+                  d.signing_secrets::text AS signing_secrets,
                   d.timeout_secs, d.payload::text AS payload, e.signal, e.operation,
                   action_triggers.webhook_url_error(d.url) AS url_error,
                   e.new_row::text AS new_row, e.old_row::text AS old_row
@@ -120,6 +123,7 @@ enum DeliveryStore {
                 url: try row.string("url"),
                 method: try row.string("http_method"),
                 headers: try row.string("headers"),
+                signingSecrets: row["signing_secrets"],
                 timeoutSecs: try row.optional("timeout_secs", row.double),
                 renderedPayload: row["payload"],
                 urlError: row["url_error"],

@@ -1,4 +1,5 @@
 import ActionTriggersCore
+import Digest
 import Foundation
 import HTTPClient
 import Logging
@@ -236,12 +237,45 @@ final class DeliveryWorker: Sendable {
         }
 
         let messageID = WebhookHeaders.messageID(eventID: delivery.eventID, webhookID: delivery.webhookID)
-        let headers = WebhookHeaders.build(configured: configured, messageID: messageID, timestamp: timestamp)
+        var headers = WebhookHeaders.build(configured: configured, messageID: messageID, timestamp: timestamp)
+        switch signingKeys(delivery, connection: connection) {
+        case .success(let keys) where !keys.isEmpty:
+            let signature = WebhookSignature.header(
+                messageID: messageID, timestamp: timestamp, body: body, keys: keys, hmac: Digest.hmacSHA256)
+            headers.append(("webhook-signature", signature))
+        case .success:
+            break
+        case .failure(let problem):
+            return .failure(problem)
+        }
         return .success(HTTPRequest(
             method: delivery.method, url: delivery.url,
             headers: headers.map { HTTPHeader($0.name, $0.value) },
             body: body,
             timeout: .milliseconds(Int64(effectiveTimeout(delivery.timeoutSecs) * 1000))))
+    }
+
+    /// Returns the keys of the webhook's signing secrets, with dynamic values resolved.
+    private func signingKeys(_ delivery: ClaimedDelivery, connection: PostgresConnection) -> Result<[[UInt8]], NotSent> {
+        guard let text = delivery.signingSecrets,
+              let secrets = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) else {
+            return .success([])
+        }
+        var keys: [[UInt8]] = []
+        for (index, secret) in secrets.enumerated() {
+            let resolved: String
+            do {
+                resolved = try dynamicValues.resolve(secret, connection: connection)
+            } catch {
+                return .failure(NotSent(message: error.message, retryable: true))
+            }
+            guard let key = WebhookSignature.key(fromSecret: resolved) else {
+                // The message names the position only: the value may be a secret.
+                return .failure(NotSent(message: "not sent: signing_secrets[\(index)] is not a whsec_ secret once resolved"))
+            }
+            keys.append(key)
+        }
+        return .success(keys)
     }
 
     /// Returns the timeout in seconds: the webhook's `timeout_secs` capped by

@@ -37,7 +37,7 @@ final class Dispatcher: Sendable {
             RETURNING e.id
         ), matched AS (
             SELECT DISTINCT ON (b.id, t.target, t.target_id)
-                b.id AS event_id, c.id AS config_id, t.target, t.target_id, t.url, t.http_method, t.headers,
+                b.id AS event_id, c.id AS config_id, t.target, t.target_id, t.url, t.http_method, t.headers, t.signing_secrets,
                 t.broker_name, t.conn_details, t.parameters, t.timeout_secs, c.payload,
                 ct.table_oid AS config_table, ct.app_label || '.' || lower(ct.model_name) AS model,
                 CASE WHEN t.target = 'broker' THEN (
@@ -54,20 +54,20 @@ final class Dispatcher: Sendable {
             JOIN action_triggers.config c ON c.id = ct.config_id AND c.active
             JOIN action_triggers.config_signal s ON s.config_id = c.id AND s.signal = b.signal
             CROSS JOIN LATERAL (
-                SELECT 'webhook' AS target, w.id AS target_id, w.url, w.http_method, w.headers,
+                SELECT 'webhook' AS target, w.id AS target_id, w.url, w.http_method, w.headers, w.signing_secrets,
                        NULL AS broker_name, NULL::jsonb AS conn_details, NULL::jsonb AS parameters, w.timeout_secs
                 FROM action_triggers.webhook w WHERE w.config_id = c.id
                 UNION ALL
-                SELECT 'broker', q.id, NULL, NULL, NULL, q.name, q.conn_details, q.parameters, q.timeout_secs
+                SELECT 'broker', q.id, NULL, NULL, NULL, NULL, q.name, q.conn_details, q.parameters, q.timeout_secs
                 FROM action_triggers.msg_broker_queue q WHERE q.config_id = c.id
             ) AS t
             ORDER BY b.id, t.target, t.target_id
         ), created AS (
             INSERT INTO action_triggers.delivery
-                (event_id, config_id, target, webhook_id, url, http_method, headers, msg_broker_queue_id, broker_name,
-                 conn_details, parameters, timeout_secs, model, row_key)
+                (event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, msg_broker_queue_id,
+                 broker_name, conn_details, parameters, timeout_secs, model, row_key)
             SELECT m.event_id, m.config_id, m.target,
-                   CASE WHEN m.target = 'webhook' THEN m.target_id END, m.url, m.http_method, m.headers,
+                   CASE WHEN m.target = 'webhook' THEN m.target_id END, m.url, m.http_method, m.headers, m.signing_secrets,
                    CASE WHEN m.target = 'broker' THEN m.target_id END, m.broker_name, m.conn_details, m.parameters,
                    m.timeout_secs, m.model, m.row_key
             FROM matched m
@@ -93,7 +93,7 @@ final class Dispatcher: Sendable {
             (SELECT json_agg(json_build_object(
                         'event_id', m.event_id, 'config_id', m.config_id, 'target', m.target,
                         'webhook_id', CASE WHEN m.target = 'webhook' THEN m.target_id END,
-                        'url', m.url, 'http_method', m.http_method, 'headers', m.headers,
+                        'url', m.url, 'http_method', m.http_method, 'headers', m.headers, 'signing_secrets', m.signing_secrets,
                         'msg_broker_queue_id', CASE WHEN m.target = 'broker' THEN m.target_id END,
                         'broker_name', m.broker_name, 'conn_details', m.conn_details, 'parameters', m.parameters,
                         'timeout_secs', m.timeout_secs, 'template', m.payload::text, 'table', m.config_table::bigint,
@@ -109,14 +109,15 @@ final class Dispatcher: Sendable {
     static let insertRenderedSQL = """
         WITH created AS (
             INSERT INTO action_triggers.delivery
-                (event_id, config_id, target, webhook_id, url, http_method, headers, msg_broker_queue_id, broker_name,
-                 conn_details, parameters, timeout_secs, model, row_key, payload, status, last_error, completed_at)
-            SELECT r.event_id, r.config_id, r.target, r.webhook_id, r.url, r.http_method, r.headers,
+                (event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, msg_broker_queue_id,
+                 broker_name, conn_details, parameters, timeout_secs, model, row_key, payload, status, last_error,
+                 completed_at)
+            SELECT r.event_id, r.config_id, r.target, r.webhook_id, r.url, r.http_method, r.headers, r.signing_secrets,
                    r.msg_broker_queue_id, r.broker_name, r.conn_details, r.parameters, r.timeout_secs, r.model, r.row_key,
                    r.payload::json, r.status, r.last_error, CASE WHEN r.status = 'dead' THEN now() END
             FROM jsonb_to_recordset($1::jsonb) AS r(
                 event_id bigint, config_id bigint, target text, webhook_id bigint, url text, http_method text,
-                headers jsonb, msg_broker_queue_id bigint, broker_name text, conn_details jsonb, parameters jsonb,
+                headers jsonb, signing_secrets jsonb, msg_broker_queue_id bigint, broker_name text, conn_details jsonb, parameters jsonb,
                 timeout_secs double precision, model text, row_key text, payload text, status text, last_error text)
             RETURNING status
         )
@@ -264,7 +265,7 @@ final class Dispatcher: Sendable {
                 eventID: Int64(eventID.text) ?? 0, signal: signal, operation: operation, model: model)
             var target = JSONObject()
             for key in [
-                "target", "webhook_id", "url", "http_method", "headers", "msg_broker_queue_id", "broker_name",
+                "target", "webhook_id", "url", "http_method", "headers", "signing_secrets", "msg_broker_queue_id", "broker_name",
                 "conn_details", "parameters", "timeout_secs", "model", "row_key",
             ] {
                 target.append(key, item[key] ?? .null)

@@ -61,7 +61,10 @@ CREATE TABLE action_triggers.webhook (
     url text NOT NULL,
     http_method text NOT NULL CHECK (http_method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')),
     headers jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(headers) = 'object'),
-    timeout_secs double precision CHECK (timeout_secs BETWEEN 0 AND 86400)
+    timeout_secs double precision CHECK (timeout_secs BETWEEN 0 AND 86400),
+    -- Standard Webhooks signing secrets (whsec_<base64>) or {{ name }} dynamic values.
+    -- Write-only: the API and get_config show them redacted.
+    signing_secrets jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(signing_secrets) = 'array')
 );
 CREATE INDEX webhook_config ON action_triggers.webhook (config_id);
 
@@ -106,6 +109,8 @@ CREATE TABLE action_triggers.delivery (
     url text,
     http_method text,
     headers jsonb,
+    -- The webhook's signing secrets when the event was dispatched; empty for none.
+    signing_secrets jsonb,
     -- For a broker queue; the broker's own settings are read from the settings file
     -- by name at each attempt.
     msg_broker_queue_id bigint,
@@ -922,6 +927,86 @@ BEGIN
 END
 $$;
 
+-- Adds the errors of a webhook's signing_secrets: a list of Standard Webhooks
+-- secrets, whsec_ then the base64 of 24 to 64 random bytes, or {{ name }} dynamic
+-- values that resolve to one.
+CREATE FUNCTION action_triggers.add_signing_secret_errors(errors jsonb, secrets jsonb, path text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    secret jsonb;
+    position integer;
+    key_length integer;
+BEGIN
+    IF secrets IS NULL THEN
+        RETURN errors;
+    END IF;
+    IF jsonb_typeof(secrets) <> 'array' THEN
+        RETURN action_triggers.add_error(errors, path,
+            format('must be a list of whsec_ secrets (got %s)', jsonb_typeof(secrets)));
+    END IF;
+    FOR secret, position IN SELECT e, i - 1 FROM jsonb_array_elements(secrets) WITH ORDINALITY AS a(e, i) LOOP
+        IF jsonb_typeof(secret) <> 'string' THEN
+            errors := action_triggers.add_error(errors, format('%s[%s]', path, position),
+                format('must be a string (got %s)', jsonb_typeof(secret)));
+        ELSIF secret #>> '{}' ~ '^\{\{.*\}\}$' THEN
+            errors := action_triggers.add_dynamic_value_errors(errors, secret, format('%s[%s]', path, position));
+        ELSIF secret #>> '{}' LIKE 'whsec_…%' THEN
+            errors := action_triggers.add_error(errors, format('%s[%s]', path, position),
+                'is a redacted secret that matches no stored secret of this webhook; send the full secret');
+        ELSIF secret #>> '{}' !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
+            errors := action_triggers.add_error(errors, format('%s[%s]', path, position),
+                'must be whsec_ followed by base64, as Standard Webhooks secrets are, or a {{ name }} dynamic value');
+        ELSE
+            BEGIN
+                key_length := length(decode(substr(secret #>> '{}', 7), 'base64'));
+            EXCEPTION WHEN invalid_parameter_value THEN
+                key_length := -1;
+            END;
+            IF key_length NOT BETWEEN 24 AND 64 THEN
+                errors := action_triggers.add_error(errors, format('%s[%s]', path, position),
+                    'must encode 24 to 64 bytes of key, as Standard Webhooks recommends');
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN errors;
+END
+$$;
+
+-- Returns signing secrets with each literal secret shown as whsec_… and its last
+-- four characters; dynamic value names are shown as they are.
+CREATE FUNCTION action_triggers.redact_signing_secrets(secrets jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(jsonb_agg(CASE WHEN e #>> '{}' LIKE 'whsec\_%' THEN to_jsonb('whsec_…' || right(e #>> '{}', 4)) ELSE e END
+                              ORDER BY i), '[]')
+    FROM jsonb_array_elements(coalesce(secrets, '[]')) WITH ORDINALITY AS a(e, i)
+$$;
+
+-- Returns a config body whose redacted signing secrets (as get_config shows them)
+-- are replaced by the stored secrets of the same webhook position with the same
+-- last four characters, so a body read from the API can be sent back as it is.
+CREATE FUNCTION action_triggers.restore_signing_secrets(config_id bigint, body jsonb) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(body -> 'webhooks') IS DISTINCT FROM 'array' THEN body
+        ELSE jsonb_set(body, '{webhooks}', (
+            SELECT coalesce(jsonb_agg(
+                CASE WHEN jsonb_typeof(hook -> 'signing_secrets') = 'array' THEN jsonb_set(hook, '{signing_secrets}', (
+                    SELECT coalesce(jsonb_agg(coalesce(
+                        (SELECT stored
+                         FROM action_triggers.webhook w, jsonb_array_elements(w.signing_secrets) AS stored
+                         WHERE w.config_id = restore_signing_secrets.config_id AND w.position = hook_position - 1
+                           AND secret #>> '{}' LIKE 'whsec_…%'
+                           AND right(stored #>> '{}', 4) = right(secret #>> '{}', 4)
+                           AND stored #>> '{}' LIKE 'whsec\_%'
+                         LIMIT 1),
+                        secret) ORDER BY secret_position), '[]')
+                    FROM jsonb_array_elements(hook -> 'signing_secrets') WITH ORDINALITY AS s(secret, secret_position)))
+                ELSE hook END
+                ORDER BY hook_position), '[]')
+            FROM jsonb_array_elements(body -> 'webhooks') WITH ORDINALITY AS h(hook, hook_position)))
+    END
+$$;
+
 -- Returns the errors of a config body as {"field.path": ["message", ...]}, or {} when valid.
 --
 -- The body is the REST API's JSON. The ancestor's names `model` (for model_name)
@@ -1051,7 +1136,8 @@ BEGIN
                     CONTINUE;
                 END IF;
                 errors := action_triggers.add_unknown_field_errors(
-                    errors, item, path, ARRAY['url', 'http_method', 'headers', 'timeout_secs']);
+                    errors, item, path, ARRAY['url', 'http_method', 'headers', 'timeout_secs', 'signing_secrets']);
+                errors := action_triggers.add_signing_secret_errors(errors, item -> 'signing_secrets', path || '.signing_secrets');
                 IF jsonb_typeof(item -> 'url') IS DISTINCT FROM 'string' THEN
                     errors := action_triggers.add_error(errors, path || '.url',
                         format('must be a string (got %s)', action_triggers.json_type(item -> 'url')));
@@ -1181,9 +1267,9 @@ LANGUAGE sql AS $$
     SELECT config_id, i - 1, e ->> 'app_label', coalesce(e ->> 'model_name', e ->> 'model'), '', ''
     FROM jsonb_array_elements(body -> 'content_types') WITH ORDINALITY AS a(e, i);
 
-    INSERT INTO action_triggers.webhook (config_id, position, url, http_method, headers, timeout_secs)
+    INSERT INTO action_triggers.webhook (config_id, position, url, http_method, headers, timeout_secs, signing_secrets)
     SELECT config_id, i - 1, e ->> 'url', e ->> 'http_method', coalesce(e -> 'headers', '{}'),
-           round((e ->> 'timeout_secs')::numeric, 6)::double precision
+           round((e ->> 'timeout_secs')::numeric, 6)::double precision, coalesce(e -> 'signing_secrets', '[]')
     FROM jsonb_array_elements(coalesce(body -> 'webhooks', '[]')) WITH ORDINALITY AS a(e, i);
 
     INSERT INTO action_triggers.msg_broker_queue (config_id, position, name, conn_details, parameters, timeout_secs)
@@ -1245,6 +1331,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('config %s not found', config_id);
     END IF;
+    body := action_triggers.restore_signing_secrets(config_id, body);
     PERFORM action_triggers.raise_if_invalid(action_triggers.validate_config(body));
     DELETE FROM action_triggers.config_signal s WHERE s.config_id = update_config.config_id;
     DELETE FROM action_triggers.config_content_type ct WHERE ct.config_id = update_config.config_id;
@@ -1316,7 +1403,8 @@ LANGUAGE sql STABLE AS $$
             FROM action_triggers.config_content_type ct WHERE ct.config_id = c.id), '[]'),
         'webhooks', coalesce((
             SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-                       'url', w.url, 'http_method', w.http_method, 'headers', w.headers, 'timeout_secs', w.timeout_secs))
+                       'url', w.url, 'http_method', w.http_method, 'headers', w.headers, 'timeout_secs', w.timeout_secs,
+                       'signing_secrets', nullif(action_triggers.redact_signing_secrets(w.signing_secrets), '[]'::jsonb)))
                    ORDER BY w.position)
             FROM action_triggers.webhook w WHERE w.config_id = c.id), '[]'),
         'msg_broker_queues', coalesce((

@@ -67,3 +67,14 @@ extension TestEnvironment {
         return url
     }
 }
+
+extension TestEnvironment {
+    /// Returns the Python of the test virtual environment, which has `standardwebhooks`.
+    static func python() throws -> String {
+        guard let path = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_PYTHON"], !path.isEmpty else {
+            throw MissingServer(description:
+                "ACTION_TRIGGERS_TEST_PYTHON is not set: run the tests with scripts/test, which installs standardwebhooks")
+        }
+        return path
+    }
+}
