@@ -8,7 +8,10 @@ struct ClaimedBrokerDelivery {
     let id: Int64
     let eventID: Int64
     let queueID: Int64
+    /// The attempt's number in the delivery log.
     let attempt: Int
+    /// The attempt's number for the retry policy, which starts again after a redelivery.
+    let retryAttempt: Int
     let brokerName: String
     /// The queue's `conn_details` and `parameters` as stored: JSON object texts.
     let connDetails: String
@@ -60,7 +63,7 @@ final class BrokerWorker: Sendable {
             updated_at = now()
         FROM due, action_triggers.event e
         WHERE d.id = due.id AND e.id = d.event_id
-        RETURNING d.id, d.event_id, d.msg_broker_queue_id, d.attempts, d.broker_name, d.conn_details::text AS conn_details,
+        RETURNING d.id, d.event_id, d.attempts - d.retry_base AS retry_attempt, d.msg_broker_queue_id, d.attempts, d.broker_name, d.conn_details::text AS conn_details,
                   d.parameters::text AS parameters, d.timeout_secs, d.model, d.row_key, d.payload::text AS payload, e.signal,
                   e.operation, e.new_row::text AS new_row, e.old_row::text AS old_row,
                   (SELECT format('%I.%I', ct.schema_name, ct.table_name)
@@ -118,7 +121,8 @@ final class BrokerWorker: Sendable {
             }
             return ClaimedBrokerDelivery(
                 id: try row.int64("id"), eventID: try row.int64("event_id"), queueID: try row.int64("msg_broker_queue_id"),
-                attempt: try row.int("attempts"), brokerName: try row.string("broker_name"),
+                attempt: try row.int("attempts"), retryAttempt: try row.int("retry_attempt"),
+                brokerName: try row.string("broker_name"),
                 connDetails: try row.string("conn_details"), parameters: try row.string("parameters"),
                 timeoutSecs: try row.optional("timeout_secs", row.double), model: row["model"], rowKey: row["row_key"],
                 tableName: row["table_name"],
@@ -148,7 +152,7 @@ final class BrokerWorker: Sendable {
 
         let durationMs = (ContinuousClock.now - clock).seconds * 1000
         let decision = decideDelivery(
-            after: result, attempt: delivery.attempt, policy: settings.retry, random: Double.random(in: 0..<1))
+            after: result, attempt: delivery.retryAttempt, policy: settings.retry, random: Double.random(in: 0..<1))
         log(decision, for: delivery, limiter: &limiter)
         let record = AttemptRecord(
             id: delivery.id, attempt: delivery.attempt, result: result, decision: decision,

@@ -7,7 +7,10 @@ struct ClaimedDelivery {
     let id: Int64
     let eventID: Int64
     let webhookID: Int64
+    /// The attempt's number in the delivery log.
     let attempt: Int
+    /// The attempt's number for the retry policy, which starts again after a redelivery.
+    let retryAttempt: Int
     let url: String
     let method: String
     /// The configured headers as stored: a JSON object text.
@@ -67,7 +70,7 @@ enum DeliveryStore {
             updated_at = now()
         FROM due, action_triggers.event e
         WHERE d.id = due.id AND e.id = d.event_id
-        RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.url, d.http_method, d.headers::text AS headers,
+        RETURNING d.id, d.event_id, d.attempts - d.retry_base AS retry_attempt, d.webhook_id, d.attempts, d.url, d.http_method, d.headers::text AS headers,
                   d.signing_secrets::text AS signing_secrets,
                   d.timeout_secs, d.payload::text AS payload, e.signal, e.operation,
                   action_triggers.webhook_url_error(d.url) AS url_error,
@@ -120,6 +123,7 @@ enum DeliveryStore {
                 eventID: try row.int64("event_id"),
                 webhookID: try row.int64("webhook_id"),
                 attempt: try row.int("attempts"),
+                retryAttempt: try row.int("retry_attempt"),
                 url: try row.string("url"),
                 method: try row.string("http_method"),
                 headers: try row.string("headers"),

@@ -185,7 +185,7 @@ final class DeliveryWorker: Sendable {
         _ delivery: ClaimedDelivery, result: AttemptResult, startedAt: Date, durationMs: Double, state: inout PipelineState
     ) {
         let decision = decideDelivery(
-            after: result, attempt: delivery.attempt, policy: settings.retry, random: Double.random(in: 0..<1))
+            after: result, attempt: delivery.retryAttempt, policy: settings.retry, random: Double.random(in: 0..<1))
         log(decision, for: delivery, limiter: &state.logLimiter)
         if case .retry(let delay, _) = decision {
             let retryAt = ContinuousClock.now + .milliseconds(Int64(delay * 1000))

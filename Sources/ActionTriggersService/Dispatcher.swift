@@ -153,9 +153,13 @@ final class Dispatcher: Sendable {
             while !stop.isSet {
                 try dispatchAll(connection)
                 // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
-                wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
+                if wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2)) {
+                    // A wake-up can also mean redeliveries, which create no event.
+                    onDeliveriesCreated()
+                }
                 if ContinuousClock.now - lastSync >= syncInterval {
                     try syncTriggers(connection, reported: &reportedProblems)
+                    try deleteOldEvents(connection)
                     lastSync = .now
                 }
             }
@@ -191,6 +195,26 @@ final class Dispatcher: Sendable {
             logger.info("capture triggers are in sync again")
         }
         reported = problems
+    }
+
+    /// Deletes events older than `retention_days` whose deliveries are finished, in
+    /// batches of 1000 and at most 10 batches per run, so neither the outbox nor a
+    /// single transaction grows large.
+    private func deleteOldEvents(_ connection: PostgresConnection) throws {
+        let cutoff = Date().addingTimeInterval(-settings.retentionDays * 86_400).timeIntervalSince1970
+        var total = 0
+        for _ in 0..<10 {
+            let deleted = try connection.query(
+                "SELECT action_triggers.delete_old_events(to_timestamp($1), 1000) AS deleted", [String(cutoff)])
+                .singleRow().int("deleted")
+            total += deleted
+            if deleted < 1000 {
+                break
+            }
+        }
+        if total > 0 {
+            logger.info("deleted old events", ["retention.events": total, "retention.days": settings.retentionDays])
+        }
     }
 
     /// Dispatches batches until the outbox has no undispatched event left.

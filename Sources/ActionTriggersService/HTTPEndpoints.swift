@@ -1,7 +1,7 @@
 import Foundation
 import HTTPServer
 
-/// The service's HTTP routes: the config REST API, health, readiness and metrics.
+/// The service's HTTP routes: the config and delivery REST API, health, readiness and metrics.
 ///
 /// When an API token is configured, every path under `/api/` needs
 /// `Authorization: Bearer <token>`; the comparison takes the same time whatever
@@ -10,6 +10,7 @@ struct HTTPEndpoints: Sendable {
     let health: ServiceHealth
     let metrics: ServiceMetrics
     let configAPI: ConfigAPI
+    let deliveryAPI: DeliveryAPI
     let apiToken: String?
 
     func makeRouter() -> Router {
@@ -25,6 +26,7 @@ struct HTTPEndpoints: Sendable {
             let names = notReady.map { jsonString($0.rawValue) }.joined(separator: ", ")
             return .json(503, "{\"status\": \"not ready\", \"not_ready\": [\(names)]}")
         }
+        deliveryAPI.register(in: &router)
         configAPI.register(in: &router)
         router.add("GET", "/metrics") { _, _ in
             refreshScrapeTimeGauges()

@@ -88,8 +88,9 @@ public final class Service: Sendable {
 
         let pool = ConnectionPool(conninfo: configuration.databaseURL, applicationName: "action-triggers/api", maxIdle: 4)
         let configAPI = ConfigAPI(pool: pool, logger: Logger(component: "api", level: logLevel))
+        let deliveryAPI = DeliveryAPI(pool: pool, logger: Logger(component: "api", level: logLevel))
         let endpoints = HTTPEndpoints(
-            health: health, metrics: metrics, configAPI: configAPI, apiToken: configuration.apiToken)
+            health: health, metrics: metrics, configAPI: configAPI, deliveryAPI: deliveryAPI, apiToken: configuration.apiToken)
         let router = endpoints.makeRouter()
         let server: HTTPServer
         do {

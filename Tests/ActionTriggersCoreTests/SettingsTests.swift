@@ -79,6 +79,7 @@ struct SettingsTests {
          "give either channel (PUBLISH) or stream (XADD), not both"),
         (#"{"dispatch_batch_size": 0}"#, "dispatch_batch_size", "must be an integer from 1 to 10000 (got 0)"),
         (#"{"dynamic_values": []}"#, "dynamic_values", "must be an object of names to sources (got array)"),
+        (#"{"retention_days": 0}"#, "retention_days", "must be a number from 0.001 to 36500 (got 0)"),
         (#"{"brokers": {"r": {"broker_type": "redis", "conn_details": {"password": "{{ nope.undeclared }}"}}}}"#,
          "brokers.r.conn_details.password", "uses dynamic value nope.undeclared, which is not in dynamic_values; add it there"),
         (#"{"dynamic_values": {"my app": {"env": "X"}}}"#, "dynamic_values.my app", "is not a valid name"),

@@ -129,6 +129,8 @@ CREATE TABLE action_triggers.delivery (
     status text NOT NULL DEFAULT 'pending'
         CHECK (status IN ('pending', 'in_flight', 'succeeded', 'failed', 'dead')),
     attempts integer NOT NULL DEFAULT 0,
+    -- The attempts made before the last redelivery: the retry policy counts from here.
+    retry_base integer NOT NULL DEFAULT 0,
     -- For 'pending': when the next attempt is due. For 'in_flight': when the claim
     -- lapses and another worker may take the delivery over.
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
@@ -1423,4 +1425,70 @@ $$;
 CREATE FUNCTION action_triggers.get_config(config_id bigint) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT action_triggers.config_json(config_id)::jsonb
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Delivery log, redelivery and retention
+
+-- The delivery log without targets' secrets or payloads: one row per event and
+-- webhook or broker queue, with where it stands and the last error.
+CREATE VIEW action_triggers.delivery_log AS
+SELECT d.id, d.event_id, d.config_id, d.target, d.webhook_id, d.msg_broker_queue_id,
+       action_triggers.redact_url(d.url) AS url, d.http_method, d.broker_name, d.model, e.signal, e.operation,
+       d.status, d.attempts, d.last_status_code, d.last_error, d.next_attempt_at, d.created_at, d.updated_at,
+       d.completed_at
+FROM action_triggers.delivery d
+JOIN action_triggers.event e ON e.id = d.event_id;
+
+-- Sends finished deliveries again: each succeeded, failed or dead delivery of the
+-- list becomes pending, due now, with a fresh retry budget. Returns how many
+-- changed; pending and in-flight deliveries are left as they are.
+CREATE FUNCTION action_triggers.redeliver(delivery_ids bigint[]) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    changed bigint;
+BEGIN
+    UPDATE action_triggers.delivery d
+    SET status = 'pending', next_attempt_at = now(), retry_base = d.attempts, completed_at = NULL, updated_at = now()
+    WHERE d.id = ANY (delivery_ids) AND d.status IN ('succeeded', 'failed', 'dead');
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    IF changed > 0 THEN
+        PERFORM pg_notify('action_triggers_wakeup', '');
+    END IF;
+    RETURN changed;
+END
+$$;
+
+-- Sends a config's finished deliveries with one of `statuses` created since `since`
+-- again, as redeliver does; returns how many changed.
+CREATE FUNCTION action_triggers.redeliver_config(
+    config_id bigint, statuses text[] DEFAULT '{failed,dead}', since timestamptz DEFAULT '-infinity'
+) RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT action_triggers.redeliver(ARRAY(
+        SELECT d.id FROM action_triggers.delivery d
+        WHERE d.config_id = redeliver_config.config_id AND d.status = ANY (statuses) AND d.created_at >= since))
+$$;
+
+-- Deletes up to batch_size events dispatched before `older_than` whose deliveries
+-- are all finished; their deliveries and attempts go with them. Returns how many
+-- events were deleted, so the caller can repeat in small batches.
+CREATE FUNCTION action_triggers.delete_old_events(older_than timestamptz, batch_size integer) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    deleted bigint;
+BEGIN
+    DELETE FROM action_triggers.event e
+    WHERE e.id IN (
+        SELECT old.id FROM action_triggers.event old
+        WHERE old.dispatched_at < older_than
+          AND NOT EXISTS (
+              SELECT 1 FROM action_triggers.delivery d
+              WHERE d.event_id = old.id AND d.status IN ('pending', 'in_flight'))
+        ORDER BY old.id
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted;
+END
 $$;
