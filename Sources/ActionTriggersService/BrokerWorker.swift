@@ -52,6 +52,12 @@ final class BrokerWorker: Sendable {
             SELECT d.id
             FROM action_triggers.delivery d
             WHERE d.target = 'broker' AND d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= now()
+              -- One queue's deliveries of one row go in event order.
+              AND NOT EXISTS (
+                  SELECT 1 FROM action_triggers.delivery earlier
+                  WHERE earlier.msg_broker_queue_id = d.msg_broker_queue_id AND earlier.row_key = d.row_key
+                    AND earlier.id < d.id AND earlier.model IS NOT DISTINCT FROM d.model
+                    AND earlier.status IN ('pending', 'in_flight'))
             ORDER BY d.next_attempt_at, d.id
             LIMIT $1
             FOR UPDATE SKIP LOCKED

@@ -59,6 +59,13 @@ enum DeliveryStore {
             SELECT d.id
             FROM action_triggers.delivery d
             WHERE d.target = 'webhook' AND d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= now()
+              -- One webhook's deliveries of one row go in event order: an earlier one
+              -- that is still pending or in flight holds the later ones back.
+              AND NOT EXISTS (
+                  SELECT 1 FROM action_triggers.delivery earlier
+                  WHERE earlier.webhook_id = d.webhook_id AND earlier.row_key = d.row_key AND earlier.id < d.id
+                    AND earlier.model IS NOT DISTINCT FROM d.model
+                    AND earlier.status IN ('pending', 'in_flight'))
             ORDER BY d.next_attempt_at, d.id
             LIMIT $1
             FOR UPDATE SKIP LOCKED
@@ -106,9 +113,16 @@ enum DeliveryStore {
         """
 
     static let secondsUntilNextDueSQL = """
-        SELECT extract(epoch FROM min(next_attempt_at) - now()) AS seconds
-        FROM action_triggers.delivery
-        WHERE target = $1 AND status IN ('pending', 'in_flight')
+        SELECT extract(epoch FROM min(d.next_attempt_at) - now()) AS seconds
+        FROM action_triggers.delivery d
+        WHERE d.target = $1 AND d.status IN ('pending', 'in_flight')
+          -- A delivery held back by an earlier one of its row is not due by itself.
+          AND NOT EXISTS (
+              SELECT 1 FROM action_triggers.delivery earlier
+              WHERE earlier.row_key = d.row_key AND earlier.id < d.id
+                AND earlier.model IS NOT DISTINCT FROM d.model
+                AND earlier.status IN ('pending', 'in_flight')
+                AND (earlier.webhook_id = d.webhook_id OR earlier.msg_broker_queue_id = d.msg_broker_queue_id))
         """
 
     static func claim(_ connection: PostgresConnection, limit: Int, leaseSeconds: Double) throws -> [ClaimedDelivery] {

@@ -96,6 +96,10 @@ final class DeliveryWorker: Sendable {
         while true {
             if !state.unrecorded.isEmpty {
                 try DeliveryStore.record(connection, state.unrecorded)
+                // A finished delivery may free later deliveries of its row, so claim again now.
+                if state.unrecorded.contains(where: { $0.status != "pending" }) {
+                    claimAt = .now
+                }
                 state.unrecorded.removeAll(keepingCapacity: true)
             }
             if let retryAt = state.earliestRetry {

@@ -40,12 +40,11 @@ final class Dispatcher: Sendable {
                 b.id AS event_id, c.id AS config_id, t.target, t.target_id, t.url, t.http_method, t.headers, t.signing_secrets,
                 t.broker_name, t.conn_details, t.parameters, t.timeout_secs, c.payload,
                 ct.table_oid AS config_table, ct.app_label || '.' || lower(ct.model_name) AS model,
-                CASE WHEN t.target = 'broker' THEN (
-                    SELECT string_agg(coalesce(b.new_row, b.old_row) ->> a.attname, ',' ORDER BY k.position)
-                    FROM pg_index i
-                    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
-                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                    WHERE i.indrelid = ct.table_oid AND i.indisprimary) END AS row_key
+                (SELECT string_agg(coalesce(b.new_row, b.old_row) ->> a.attname, ',' ORDER BY k.position)
+                 FROM pg_index i
+                 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                 WHERE i.indrelid = ct.table_oid AND i.indisprimary) AS row_key
             FROM batch b
             -- pg_partition_ancestors lists a partition and its parents, and nothing for a plain table.
             JOIN action_triggers.config_content_type ct

@@ -120,8 +120,9 @@ CREATE TABLE action_triggers.delivery (
     timeout_secs double precision,
     -- The content type the event matched, app_label.model_name, for message metadata.
     model text,
-    -- For a broker queue: the changed row's primary key, its values joined by commas,
-    -- for message keys that keep one row's events in one Kafka partition.
+    -- The changed row's primary key, its values joined by commas (NULL for a table
+    -- without one). One target's deliveries of one row are attempted in event order,
+    -- and Kafka message keys use it to keep a row's events in one partition.
     row_key text,
     -- The body rendered from the config's payload template when the event was
     -- dispatched (json, to keep its key order); NULL sends the row image.
@@ -148,6 +149,11 @@ CREATE TABLE action_triggers.delivery (
 CREATE INDEX delivery_due ON action_triggers.delivery (target, next_attempt_at)
     WHERE status IN ('pending', 'in_flight');
 CREATE INDEX delivery_event ON action_triggers.delivery (event_id);
+-- For the per-row order check of the claim queries.
+CREATE INDEX delivery_webhook_row ON action_triggers.delivery (webhook_id, row_key, id)
+    WHERE status IN ('pending', 'in_flight');
+CREATE INDEX delivery_queue_row ON action_triggers.delivery (msg_broker_queue_id, row_key, id)
+    WHERE status IN ('pending', 'in_flight');
 CREATE INDEX delivery_config ON action_triggers.delivery (config_id, id);
 
 CREATE TABLE action_triggers.delivery_attempt (
