@@ -112,18 +112,27 @@ enum DeliveryStore {
         ON CONFLICT DO NOTHING
         """
 
-    static let secondsUntilNextDueSQL = """
-        SELECT extract(epoch FROM min(d.next_attempt_at) - now()) AS seconds
-        FROM action_triggers.delivery d
-        WHERE d.target = $1 AND d.status IN ('pending', 'in_flight')
-          -- A delivery held back by an earlier one of its row is not due by itself.
-          AND NOT EXISTS (
-              SELECT 1 FROM action_triggers.delivery earlier
-              WHERE earlier.row_key = d.row_key AND earlier.id < d.id
-                AND earlier.model IS NOT DISTINCT FROM d.model
-                AND earlier.status IN ('pending', 'in_flight')
-                AND (earlier.webhook_id = d.webhook_id OR earlier.msg_broker_queue_id = d.msg_broker_queue_id))
-        """
+    /// Returns the seconds until the next delivery to a target is due, skipping
+    /// deliveries held back by an earlier one of their row, which are not due by
+    /// themselves. The index order lets it stop at the first one.
+    static func secondsUntilNextDueSQL(target: String) -> String {
+        let column = target == "broker" ? "msg_broker_queue_id" : "webhook_id"
+        return """
+            SELECT extract(epoch FROM d.next_attempt_at - now()) AS seconds
+            FROM action_triggers.delivery d
+            WHERE d.target = '\(target)' AND d.status IN ('pending', 'in_flight')
+              AND NOT EXISTS (
+                  SELECT 1 FROM action_triggers.delivery earlier
+                  WHERE earlier.\(column) = d.\(column) AND earlier.row_key = d.row_key AND earlier.id < d.id
+                    AND earlier.model IS NOT DISTINCT FROM d.model
+                    AND earlier.status IN ('pending', 'in_flight'))
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT 1
+            """
+    }
+
+    static let webhookNextDueSQL = secondsUntilNextDueSQL(target: "webhook")
+    static let brokerNextDueSQL = secondsUntilNextDueSQL(target: "broker")
 
     static func claim(_ connection: PostgresConnection, limit: Int, leaseSeconds: Double) throws -> [ClaimedDelivery] {
         let result = try connection.queryPrepared(claimSQL, [String(limit), String(leaseSeconds)])
@@ -160,7 +169,10 @@ enum DeliveryStore {
     /// Returns the seconds until the next delivery to a target (`webhook` or `broker`)
     /// is due, or `nil` when none is waiting.
     static func secondsUntilNextDue(_ connection: PostgresConnection, target: String) throws -> Double? {
-        let row = try connection.queryPrepared(secondsUntilNextDueSQL, [target]).singleRow()
+        let sql = target == "broker" ? brokerNextDueSQL : webhookNextDueSQL
+        guard let row = try connection.queryPrepared(sql).rows.first else {
+            return nil
+        }
         return try row.optional("seconds", row.double)
     }
 }

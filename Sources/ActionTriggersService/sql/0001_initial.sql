@@ -146,7 +146,7 @@ CREATE TABLE action_triggers.delivery (
              AND parameters IS NOT NULL
     END)
 );
-CREATE INDEX delivery_due ON action_triggers.delivery (target, next_attempt_at)
+CREATE INDEX delivery_due ON action_triggers.delivery (target, next_attempt_at, id)
     WHERE status IN ('pending', 'in_flight');
 CREATE INDEX delivery_event ON action_triggers.delivery (event_id);
 -- For the per-row order check of the claim queries.
