@@ -123,9 +123,23 @@ final class AWSPublisher {
         guard (200...299).contains(response.status) else {
             let code = Self.element("Code", in: text) ?? "no error code"
             let detail = Self.element("Message", in: text) ?? ""
-            throw AWSPublishError(retryable: true, message: "\(action) failed: HTTP \(response.status) \(code): \(detail)")
+            throw AWSPublishError(
+                retryable: Self.isRetryable(status: response.status, code: code),
+                message: "\(action) failed: HTTP \(response.status) \(code): \(detail)")
         }
         return text
+    }
+
+    /// Error codes AWS sends with a 400 for throttling, which a later attempt survives.
+    static let throttlingCodes: Set = [
+        "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
+        "TooManyRequestsException", "RequestLimitExceeded", "RequestTimeout", "RequestTimeoutException",
+    ]
+
+    /// Whether a failed request is worth another attempt: server errors, 408, 429 and
+    /// throttling are; other client errors (a wrong key, a missing queue) are not, as for webhooks.
+    static func isRetryable(status: Int, code: String) -> Bool {
+        status >= 500 || status == 408 || status == 429 || throttlingCodes.contains(code)
     }
 
     private static func credentials(_ target: AWSTarget, environment: [String: String]) -> AWSCredentials? {

@@ -261,9 +261,11 @@ final class BrokerWorker: Sendable {
             // Empty attribute values are invalid in SQS and SNS, so they are left out.
             let attributes = ([("message_id", delivery.messageID)] + metadata
                 + awsTarget.attributes.map { ($0.key, $0.value) }).filter { !$0.1.isEmpty }
-            if body.count > AWSTarget.maxMessageBytes {
+            // SQS and SNS count attribute names, types and values toward the limit.
+            let size = body.count + attributes.reduce(0) { $0 + $1.0.utf8.count + "String".utf8.count + $1.1.utf8.count }
+            if size > AWSTarget.maxMessageBytes {
                 return .notSent(
-                    reason: "message of \(body.count) bytes for table \(delivery.tableName ?? "unknown"), key \(key), is over the \(service.rawValue) limit of \(AWSTarget.maxMessageBytes) bytes")
+                    reason: "message of \(size) bytes with its attributes for table \(delivery.tableName ?? "unknown"), key \(key), is over the \(service.rawValue) limit of \(AWSTarget.maxMessageBytes) bytes")
             }
             if attributes.count > AWSTarget.maxAttributes {
                 return .notSent(reason: "\(attributes.count) message attributes are over the \(service.rawValue) limit of \(AWSTarget.maxAttributes); remove parameters")
@@ -299,7 +301,10 @@ final class BrokerWorker: Sendable {
                     headers: metadata + rabbitTarget.attributes.map { ($0.key, $0.value) }, timeout: timeout)
                 return .published
             } catch {
-                return .publishFailed(message: error.message)
+                let destination = rabbitTarget.exchange.isEmpty
+                    ? "queue \"\(rabbitTarget.routingKey)\""
+                    : "exchange \"\(rabbitTarget.exchange)\" with routing key \"\(rabbitTarget.routingKey)\""
+                return .publishFailed(message: "\(destination): \(error.message)")
             }
         case .redis(let redisTarget):
             let fields = [("message_id", delivery.messageID)] + metadata + redisTarget.attributes.map { ($0.key, $0.value) }

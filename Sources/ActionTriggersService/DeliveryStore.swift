@@ -96,7 +96,7 @@ enum DeliveryStore {
             SET status = r.status,
                 next_attempt_at = CASE WHEN r.status = 'pending'
                                        THEN now() + make_interval(secs => r.delay_secs)
-                                       ELSE d.next_attempt_at END,
+                                       ELSE now() END,
                 last_status_code = r.status_code,
                 last_error = r.error,
                 updated_at = now(),

@@ -59,11 +59,12 @@ final class PubSubPublisher {
         do {
             response = try http.send(request)
         } catch {
-            throw PubSubPublishError(retryable: error.kind != .invalidRequest, message: "publish failed: \(error.message)")
+            throw PubSubPublishError(retryable: error.kind != .invalidRequest, message: error.message)
         }
         guard (200...299).contains(response.status) else {
+            // Server errors, 408 and 429 pass; other client errors (a missing topic, no permission) do not.
             throw PubSubPublishError(
-                retryable: true,
+                retryable: response.status >= 500 || response.status == 408 || response.status == 429,
                 message: "publish to \(topicPath) failed: HTTP \(response.status) \(Self.errorMessage(response.body))")
         }
     }

@@ -6,11 +6,14 @@ import RedisClient
 /// Owned by the broker worker's thread. A connection that fails is closed, and the
 /// next message to that server opens a new one.
 final class RedisPublisher {
+    /// Everything a connection was opened with, password included, so a changed or
+    /// wrong password is never served by a connection that another broker opened.
     private struct ServerKey: Hashable {
         let host: String
         let port: Int
         let database: Int
         let username: String?
+        let password: String?
     }
 
     private var connections: [ServerKey: RedisConnection] = [:]
@@ -26,7 +29,9 @@ final class RedisPublisher {
     func publish(
         _ body: [UInt8], to target: RedisTarget, fields: [(String, String)], timeout: Duration
     ) throws(RedisPublishError) -> Published {
-        let key = ServerKey(host: target.host, port: target.port, database: target.database, username: target.username)
+        let key = ServerKey(
+            host: target.host, port: target.port, database: target.database, username: target.username,
+            password: target.password)
         let connection = try connection(for: key, target: target, timeout: timeout)
         connection.setTimeout(timeout)
 

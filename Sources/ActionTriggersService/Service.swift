@@ -1,5 +1,6 @@
 import ActionTriggersCore
 import Foundation
+import KafkaClient
 import HTTPServer
 import Logging
 import PostgresClient
@@ -55,6 +56,7 @@ public final class Service: Sendable {
         let connection = try PostgresConnection(conninfo: configuration.databaseURL, applicationName: "action-triggers/migrate")
         try Migrator.migrate(connection, logger: Logger(component: "migrate", level: logLevel))
         try SettingsPublisher.publish(configuration.settings, to: connection)
+        try checkBrokers(connection, logger: logger)
         connection.close()
 
         let dispatcherWake = self.dispatcherWake
@@ -104,6 +106,34 @@ public final class Service: Sendable {
         httpServer.withLock { $0 = server }
         logger.info("http server listening", ["http.address": "\(listen.host):\(server.port)"])
         logger.info("service started", ["version": Version.current])
+    }
+
+    /// Rejects Kafka properties librdkafka would refuse, and warns about brokers that
+    /// active configs name but the settings file does not define.
+    private func checkBrokers(_ connection: PostgresConnection, logger: Logger) throws {
+        let brokers = configuration.settings.brokers
+        for (name, broker) in brokers.sorted(by: { $0.key < $1.key }) where broker.type == .kafka {
+            // Dynamic values are checked once they are resolved, at delivery.
+            let properties = broker.connDetails.members.compactMap { member -> (String, String)? in
+                guard let text = member.value.text, !text.contains("{{") else { return nil }
+                return (member.key, text)
+            }
+            if let problem = KafkaProducer.problem(in: properties) {
+                throw ServiceError.configuration("invalid settings: brokers.\(name).conn_details: \(problem)")
+            }
+        }
+
+        let named = try connection.query("""
+            SELECT DISTINCT q.name FROM action_triggers.msg_broker_queue q
+            JOIN action_triggers.config c ON c.id = q.config_id
+            WHERE c.active ORDER BY q.name
+            """).rows.compactMap { $0["name"] }
+        let missing = named.filter { brokers[$0] == nil }
+        if !missing.isEmpty {
+            logger.warning(
+                "active configs name brokers that the settings file does not define, so their deliveries fail",
+                ["brokers": missing.joined(separator: ",")])
+        }
     }
 
     /// Asks every thread to stop and waits up to `timeout` seconds for them to finish.

@@ -41,7 +41,7 @@ final class ServiceMetrics: Sendable {
             help: "Outbox events that matched an active config and became deliveries, by model and signal.",
             labelNames: ["model", "signal"])
         deliveriesCreated = registry.counter(
-            "action_triggers_deliveries_created_total", help: "Deliveries created, one per event and webhook.")
+            "action_triggers_deliveries_created_total", help: "Deliveries created, one per event and webhook or broker queue.")
         var attempts: [String: [String: Counter]] = [:]
         for target in Self.targets {
             for outcome in Self.outcomes {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct at_kafka_producer {
     rd_kafka_t *handle;
@@ -44,6 +45,48 @@ static void on_delivery(rd_kafka_t *handle, const rd_kafka_message_t *message, v
     }
 }
 
+/// Writes librdkafka's log lines in the service's logfmt shape on stderr.
+static void on_log(const rd_kafka_t *handle, int level, const char *facility, const char *message) {
+    (void)handle;
+    const char *name = level <= 3 ? "error" : level <= 4 ? "warning" : level <= 6 ? "info" : "debug";
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm parts;
+    gmtime_r(&now.tv_sec, &parts);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &parts);
+    char line[1200];
+    size_t used = (size_t)snprintf(line, sizeof line, "time=%s.%03ldZ level=%s component=kafka msg=\"", stamp,
+                                   now.tv_nsec / 1000000, name);
+    for (const char *c = message; *c != 0 && used < sizeof line - 64; c++) {
+        if (*c == '"' || *c == '\\') {
+            line[used++] = '\\';
+            line[used++] = *c;
+        } else if ((unsigned char)*c < 0x20) {
+            line[used++] = ' ';
+        } else {
+            line[used++] = *c;
+        }
+    }
+    snprintf(line + used, sizeof line - used, "\" kafka.facility=%s\n", facility);
+    fputs(line, stderr);
+}
+
+int at_kafka_check_configuration(const char *const *names, const char *const *values, size_t count, char *error,
+                                 size_t error_size) {
+    char text[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    for (size_t i = 0; i < count; i++) {
+        if (rd_kafka_conf_set(conf, names[i], values[i], text, sizeof text) != RD_KAFKA_CONF_OK) {
+            set_error(error, error_size, "%s", text);
+            rd_kafka_conf_destroy(conf);
+            return -1;
+        }
+    }
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
 at_kafka_producer *at_kafka_producer_new(const char *const *names, const char *const *values, size_t count,
                                          int message_timeout_ms, char *error, size_t error_size) {
     char text[512];
@@ -68,6 +111,7 @@ at_kafka_producer *at_kafka_producer_new(const char *const *names, const char *c
         }
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_t *handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, text, sizeof text);
     if (handle == NULL) {
         set_error(error, error_size, "%s", text);

@@ -46,6 +46,18 @@ public final class KafkaProducer {
         at_kafka_producer_destroy(producer)
     }
 
+    /// Returns the first problem librdkafka finds in producer properties, such as an
+    /// unknown property or an invalid value, or nil when it accepts them all.
+    public static func problem(in configuration: [(String, String)]) -> String? {
+        var error = [CChar](repeating: 0, count: 512)
+        let status = withCStrings(configuration.map(\.0)) { names in
+            withCStrings(configuration.map(\.1)) { values in
+                at_kafka_check_configuration(names, values, configuration.count, &error, error.count)
+            }
+        }
+        return status == 0 ? nil : text(error)
+    }
+
     /// Produces one message and returns once the cluster acknowledged it.
     public func produce(topic: String, key: [UInt8], value: [UInt8], headers: [(String, String)]) throws(KafkaError) {
         var error = [CChar](repeating: 0, count: 512)

@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 let usage = """
-    action-triggers — turns PostgreSQL row changes into webhooks.
+    action-triggers — turns PostgreSQL row changes into webhooks and broker messages.
 
     Usage:
       action-triggers serve   [--database-url URL] [--listen HOST:PORT] [--settings FILE]

@@ -138,6 +138,11 @@ struct AWSBrokerTests {
         ("aws_sqs", #"{}"#, "msg_broker_queues[0].parameters.queue_url",
          "broker aws needs a queue_url or a queue_name, in its params or here"),
         ("aws_sns", #"{}"#, "msg_broker_queues[0].parameters.topic_arn", "broker aws needs a topic_arn, in its params or here"),
+        ("aws_sns", #"{"topic_arn": "not-an-arn"}"#, "msg_broker_queues[0].parameters.topic_arn",
+         "must be an SNS topic ARN, such as arn:aws:sns:eu-west-1:123456789012:orders"),
+        ("aws_sqs", #"{"queue_name": "q", "a1": "1", "a2": "2", "a3": "3", "a4": "4", "a5": "5", "a6": "6", "a7": "7"}"#,
+         "msg_broker_queues[0].parameters",
+         "has 7 message attributes besides message_id, event_id, signal and model, which the service adds; SQS and SNS take at most 10 in all"),
     ])
     func queueValidation(type: String, parameters: String, path: String, message: String) async throws {
         let harness = try Harness()

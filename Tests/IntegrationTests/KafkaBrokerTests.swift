@@ -108,6 +108,22 @@ struct KafkaBrokerTests {
         #expect(attempt["error"]?.hasPrefix("publish failed: ") == true, "\(attempt["error"] ?? "")")
     }
 
+    @Test("librdkafka properties are checked at start", arguments: [
+        (#""no.such.property": "1""#, "No such configuration property"),
+        (#""acks": "banana""#, "Invalid value"),
+    ])
+    func propertiesCheckedAtStart(property: String, message: String) async throws {
+        let harness = try Harness()
+        let settings = settings(harness, connDetails: #"{"bootstrap.servers": "127.0.0.1:9092", \#(property)}"#, params: #"{"topic": "t"}"#)
+        let service = try ServiceProcess(databaseURL: harness.database.url, settings: settings)
+
+        try await harness.waitUntil("the service exits") { !service.isRunning }
+
+        #expect(service.terminationStatus == 1)
+        #expect(service.log.contains("invalid settings: brokers.kafka.conn_details: "), "\(service.log)")
+        #expect(service.log.contains(message), "\(service.log)")
+    }
+
     @Test("queue settings are checked against the broker", arguments: [
         (#"{"bootstrap.servers": "127.0.0.1:1"}"#, #"{}"#, "msg_broker_queues[0].parameters.topic",
          "broker kafka needs a topic, in its params or here"),

@@ -75,7 +75,7 @@ struct RabbitMQBrokerTests {
         let attempt = try harness.database.query(
             "SELECT outcome, error FROM action_triggers.delivery_attempt ORDER BY attempt LIMIT 1").singleRow()
         #expect(attempt["outcome"] == "retry")
-        #expect(attempt["error"] == "publish failed: the broker returned the message as unroutable: 312 NO_ROUTE")
+        #expect(attempt["error"] == "publish failed: queue \"\(queue)\": the broker returned the message as unroutable: 312 NO_ROUTE")
         #expect(try harness.onlyDeliveryStatus() != "succeeded")
 
         // Once the queue exists, the retry delivers the message.
@@ -104,9 +104,9 @@ struct RabbitMQBrokerTests {
 
     @Test("queue settings are checked against the broker", arguments: [
         (#"{"queue": "a", "exchange": "b"}"#, "msg_broker_queues[0].parameters.queue",
-         "give either queue (the default exchange) or exchange with routing_key, not both"),
+         "give either queue (the default exchange) or exchange with an optional routing_key, not both"),
         (#"{}"#, "msg_broker_queues[0].parameters.queue",
-         "broker rabbit needs a queue, or an exchange and a routing_key, in its params or here"),
+         "broker rabbit needs a queue, or an exchange (the routing_key is optional), in its params or here"),
     ])
     func queueValidation(parameters: String, path: String, message: String) async throws {
         let harness = try Harness()

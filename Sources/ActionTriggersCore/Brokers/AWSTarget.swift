@@ -33,6 +33,12 @@ public struct AWSTarget: Sendable, Equatable {
             && lhs.attributes.map(\.value) == rhs.attributes.map(\.value)
     }
 
+    /// Whether a text has the shape of an SNS topic ARN, `arn:<partition>:sns:<region>:<account>:<name>`.
+    static func isTopicARN(_ text: String) -> Bool {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        return parts.count >= 6 && parts[0] == "arn" && parts[2] == "sns" && !parts[5].isEmpty
+    }
+
     /// Whether the queue or topic is FIFO, which needs a message group and deduplication id.
     public var isFIFO: Bool {
         switch destination {
@@ -84,6 +90,16 @@ public struct AWSTarget: Sendable, Equatable {
             guard member.value.isScalarText, member.value.text?.isEmpty == false else {
                 return .init(path: "params.\(member.key)", message: "must be a non-empty string or a number")
             }
+        }
+
+        if case .string(let arn)? = params["topic_arn"], !arn.contains("{{"), !Self.isTopicARN(arn) {
+            return .init(path: "params.topic_arn", message: "must be an SNS topic ARN, such as arn:aws:sns:eu-west-1:123456789012:orders")
+        }
+        let attributeCount = params.keys.filter { !["queue_url", "queue_name", "topic_arn", "message_group_id"].contains($0) }.count
+        if attributeCount > maxAttributes - 4 {
+            return .init(
+                path: "params",
+                message: "has \(attributeCount) message attributes besides message_id, event_id, signal and model; SQS and SNS take at most \(maxAttributes) in all")
         }
 
         let destinations = type == .awsSQS ? ["queue_url", "queue_name"] : ["topic_arn"]

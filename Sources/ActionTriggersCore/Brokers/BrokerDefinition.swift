@@ -61,7 +61,7 @@ extension Settings {
         for (name, entry) in entries.members {
             let path = "brokers.\(name)"
             guard !name.isEmpty else {
-                throw SettingsError(path: path, message: "a broker name must not be empty")
+                throw SettingsError(path: "brokers", message: "has a broker with an empty name; give it a name")
             }
             guard case .object(let fields) = entry else {
                 throw SettingsError(

@@ -22,6 +22,19 @@ public struct KafkaTarget: Sendable, Equatable {
         }
     }
 
+    /// Returns whether every comma-separated entry has a host and a numeric port.
+    static func isServerList(_ text: String) -> Bool {
+        let entries = text.split(separator: ",", omittingEmptySubsequences: false)
+        return entries.allSatisfy { entry in
+            let trimmed = entry.trimmingSpaces()
+            guard let colon = trimmed.lastIndex(of: ":") else {
+                return false
+            }
+            let port = trimmed[trimmed.index(after: colon)...]
+            return colon > trimmed.startIndex && !port.isEmpty && port.allSatisfy { $0.isASCII && $0.isNumber }
+        }
+    }
+
     /// Returns the message key, so that all events of one row go to one partition and stay in order.
     public static func messageKey(model: String, rowKey: String) -> String {
         "\(model):\(rowKey)"
@@ -31,9 +44,17 @@ public struct KafkaTarget: Sendable, Equatable {
         for member in connDetails.members {
             switch member.value {
             case .string, .number, .bool:
-                continue
+                break
             default:
                 return .init(path: "conn_details.\(member.key)", message: "must be a string, number or boolean librdkafka property")
+            }
+        }
+        if let servers = connDetails["bootstrap.servers"] {
+            // A bare number would be read as an IPv4 address (28296 is 0.0.110.136).
+            guard case .string(let text) = servers, text.contains("{{") || Self.isServerList(text) else {
+                return .init(
+                    path: "conn_details.bootstrap.servers",
+                    message: "must be a string of host:port entries separated by commas, such as \"127.0.0.1:9092\"")
             }
         }
         for member in params.members {

@@ -58,6 +58,12 @@ public struct PubSubTarget: Sendable, Equatable {
                 return .init(path: "params.\(member.key)", message: "must be a non-empty string or a number")
             }
         }
+        if case .string(let topic)? = params["topic"], topic.hasPrefix("projects/"), !topic.contains("{{") {
+            let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 4, parts[2] == "topics", !parts[1].isEmpty, !parts[3].isEmpty else {
+                return .init(path: "params.topic", message: "must be a topic name, or a full path projects/<project>/topics/<topic>")
+            }
+        }
         if merged && params["topic"] == nil {
             return .init(path: "params.topic", message: "a gcp_pubsub broker needs a topic")
         }

@@ -66,10 +66,11 @@ public struct RabbitMQTarget: Sendable, Equatable {
         if hasQueue && (hasExchange || params["routing_key"] != nil) {
             return .init(
                 path: "params.queue",
-                message: "give either queue (the default exchange) or exchange with routing_key, not both")
+                message: "give either queue (the default exchange) or exchange with an optional routing_key, not both")
         }
         if merged && !hasQueue && !hasExchange {
-            return .init(path: "params.queue", message: "a RabbitMQ broker needs a queue, or an exchange and a routing_key")
+            return .init(
+                path: "params.queue", message: "a RabbitMQ broker needs a queue, or an exchange (the routing_key is optional, \"\" by default)")
         }
         return nil
     }

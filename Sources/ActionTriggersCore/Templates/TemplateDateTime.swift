@@ -167,7 +167,8 @@ struct TemplateDateTime: Equatable {
         if minute == 0 && hour == 12 {
             return "noon"
         }
-        return (formatted("f") ?? "") + " " + (hour < 12 ? "a.m." : "p.m.")
+        let time = minute == 0 ? String(hour12) : "\(hour12):\(Self.padded(minute, 2))"
+        return time + " " + (hour < 12 ? "a.m." : "p.m.")
     }
 
     /// The ISO 8601 week number and the year it belongs to.

@@ -147,7 +147,7 @@ extension JSONValue {
     }
 
     /// The value as text: a string as it is, anything else but null as JSON text.
-    var text: String? {
+    public var text: String? {
         switch self {
         case .null: nil
         case .string(let text): text

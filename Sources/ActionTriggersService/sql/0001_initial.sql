@@ -897,10 +897,11 @@ BEGIN
     ELSIF broker ->> 'broker_type' = 'rabbitmq' THEN
         IF 'queue' = ANY (param_keys) AND ('exchange' = ANY (param_keys) OR 'routing_key' = ANY (param_keys)) THEN
             errors := action_triggers.add_error(errors, path || '.parameters.queue',
-                'give either queue (the default exchange) or exchange with routing_key, not both');
+                'give either queue (the default exchange) or exchange with an optional routing_key, not both');
         ELSIF NOT ('queue' = ANY (param_keys) OR 'exchange' = ANY (param_keys)) THEN
             errors := action_triggers.add_error(errors, path || '.parameters.queue', format(
-                'broker %s needs a queue, or an exchange and a routing_key, in its params or here', queue ->> 'name'));
+                'broker %s needs a queue, or an exchange (the routing_key is optional), in its params or here',
+                queue ->> 'name'));
         END IF;
     ELSIF broker ->> 'broker_type' = 'aws_sqs' THEN
         IF 'queue_url' = ANY (param_keys) AND 'queue_name' = ANY (param_keys) THEN
@@ -914,11 +915,17 @@ BEGIN
         IF NOT 'topic_arn' = ANY (param_keys) THEN
             errors := action_triggers.add_error(errors, path || '.parameters.topic_arn', format(
                 'broker %s needs a topic_arn, in its params or here', queue ->> 'name'));
+        ELSIF params ? 'topic_arn' AND params ->> 'topic_arn' !~ '^arn:[^:]+:sns:[^:]*:[^:]*:.+$|\{\{' THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.topic_arn',
+                'must be an SNS topic ARN, such as arn:aws:sns:eu-west-1:123456789012:orders');
         END IF;
     ELSIF broker ->> 'broker_type' = 'gcp_pubsub' THEN
         IF NOT 'topic' = ANY (param_keys) THEN
             errors := action_triggers.add_error(errors, path || '.parameters.topic', format(
                 'broker %s needs a topic, in its params or here', queue ->> 'name'));
+        ELSIF params ->> 'topic' LIKE 'projects/%' AND params ->> 'topic' !~ '^projects/[^/]+/topics/[^/]+$' THEN
+            errors := action_triggers.add_error(errors, path || '.parameters.topic',
+                'must be a topic name, or a full path projects/<project>/topics/<topic>');
         END IF;
     ELSIF broker ->> 'broker_type' = 'kafka' THEN
         IF NOT 'topic' = ANY (param_keys) THEN
@@ -930,6 +937,15 @@ BEGIN
             errors := action_triggers.add_error(errors, path || '.conn_details.bootstrap.servers', format(
                 'broker %s needs bootstrap.servers, in its conn_details or here', queue ->> 'name'));
         END IF;
+    END IF;
+    IF broker ->> 'broker_type' IN ('aws_sqs', 'aws_sns') AND (
+        SELECT count(*) FROM unnest(param_keys) AS k
+        WHERE k NOT IN ('queue_url', 'queue_name', 'topic_arn', 'message_group_id')) > 6 THEN
+        errors := action_triggers.add_error(errors, path || '.parameters', format(
+            'has %s message attributes besides message_id, event_id, signal and model, which the service adds; '
+            || 'SQS and SNS take at most 10 in all',
+            (SELECT count(*) FROM unnest(param_keys) AS k
+             WHERE k NOT IN ('queue_url', 'queue_name', 'topic_arn', 'message_group_id'))));
     END IF;
     RETURN errors;
 END

@@ -30,6 +30,11 @@ at_kafka_status at_kafka_produce(at_kafka_producer *producer, const char *topic,
 
 void at_kafka_producer_destroy(at_kafka_producer *producer);
 
+/// Checks librdkafka producer properties without connecting: returns 0, or -1 with
+/// the first problem in `error`.
+int at_kafka_check_configuration(const char *const *names, const char *const *values, size_t count, char *error,
+                                 size_t error_size);
+
 /// Starts an in-process mock Kafka cluster (librdkafka's) on loopback, for tests.
 at_kafka_mock_cluster *at_kafka_mock_cluster_new(int brokers, char *error, size_t error_size);
 /// The bootstrap servers of a mock cluster, "host:port,...".
