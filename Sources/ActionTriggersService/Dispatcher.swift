@@ -18,23 +18,25 @@ final class Dispatcher: Sendable {
     private let health: ServiceHealth
     private let metrics: ServiceMetrics
 
-    /// Claims a batch of events, marks them dispatched and creates the deliveries of
-    /// configs without a payload template. Returns one row: the counts, the events by
-    /// model and signal, and the matches whose payload the service must render.
-    static let dispatchSQL = """
+    /// Returns the statement that claims events, marks them dispatched and creates the
+    /// deliveries of configs without a payload template. It returns one row: the counts,
+    /// the events by model and signal, and the matches whose payload the service must
+    /// render.
+    ///
+    /// With `deferTemplated`, events that match a config with a template are left
+    /// undispatched and listed in `deferred`, so that a batch without templates can run
+    /// without a transaction (one round trip); the listed events then go through the
+    /// statement again, in a transaction, with `eventFilter` naming them.
+    static func dispatchSQL(eventFilter: String, limit: String, deferTemplated: Bool) -> String {
+        let deferTemplated = deferTemplated ? "true" : "false"
+        return """
         WITH batch AS (
             SELECT e.id, e.table_oid, e.signal, e.operation, e.new_row, e.old_row
             FROM action_triggers.event e
-            WHERE e.dispatched_at IS NULL
+            WHERE e.dispatched_at IS NULL AND \(eventFilter)
             ORDER BY e.id
-            LIMIT $1
+            \(limit)
             FOR UPDATE SKIP LOCKED
-        ), marked AS (
-            UPDATE action_triggers.event e
-            SET dispatched_at = now()
-            FROM batch b
-            WHERE e.id = b.id
-            RETURNING e.id
         ), matched AS (
             SELECT DISTINCT ON (b.id, t.target, t.target_id)
                 b.id AS event_id, c.id AS config_id, t.target, t.target_id, t.url, t.http_method, t.headers, t.signing_secrets,
@@ -61,6 +63,14 @@ final class Dispatcher: Sendable {
                 FROM action_triggers.msg_broker_queue q WHERE q.config_id = c.id
             ) AS t
             ORDER BY b.id, t.target, t.target_id
+        ), deferred AS (
+            SELECT DISTINCT m.event_id FROM matched m WHERE \(deferTemplated) AND m.payload IS NOT NULL
+        ), marked AS (
+            UPDATE action_triggers.event e
+            SET dispatched_at = now()
+            FROM batch b
+            WHERE e.id = b.id AND b.id NOT IN (SELECT event_id FROM deferred)
+            RETURNING e.id
         ), created AS (
             INSERT INTO action_triggers.delivery
                 (event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, msg_broker_queue_id,
@@ -70,7 +80,7 @@ final class Dispatcher: Sendable {
                    CASE WHEN m.target = 'broker' THEN m.target_id END, m.broker_name, m.conn_details, m.parameters,
                    m.timeout_secs, m.model, m.row_key
             FROM matched m
-            WHERE m.payload IS NULL
+            WHERE m.payload IS NULL AND m.event_id NOT IN (SELECT event_id FROM deferred)
             RETURNING id
         ), labeled AS (
             SELECT DISTINCT ON (b.id) b.signal, m.event_id IS NOT NULL AS matched,
@@ -81,6 +91,7 @@ final class Dispatcher: Sendable {
                     LIMIT 1), 'unknown') AS model
             FROM batch b
             LEFT JOIN matched m ON m.event_id = b.id
+            WHERE b.id IN (SELECT id FROM marked)
             ORDER BY b.id
         )
         SELECT
@@ -101,8 +112,18 @@ final class Dispatcher: Sendable {
                         'old_row', b.old_row)
                     ORDER BY m.event_id, m.target, m.target_id)
              FROM matched m JOIN batch b ON b.id = m.event_id
-             WHERE m.payload IS NOT NULL)::text AS templated
+             WHERE m.payload IS NOT NULL AND m.event_id NOT IN (SELECT event_id FROM deferred))::text AS templated,
+            (SELECT count(*) FROM batch) AS taken,
+            (SELECT array_agg(event_id ORDER BY event_id) FROM deferred)::text AS deferred
         """
+    }
+
+    /// The first pass over the outbox: $1 is the batch size; templated events are deferred.
+    static let dispatchSQL = dispatchSQL(eventFilter: "true", limit: "LIMIT $1", deferTemplated: true)
+
+    /// The pass over deferred events, in a transaction: $1 is their ids as a bigint[] literal.
+    static let dispatchDeferredSQL = dispatchSQL(
+        eventFilter: "e.id = ANY ($1::bigint[])", limit: "", deferTemplated: false)
 
     /// Creates the deliveries whose payloads the service rendered.
     static let insertRenderedSQL = """
@@ -219,9 +240,7 @@ final class Dispatcher: Sendable {
     /// Dispatches batches until the outbox has no undispatched event left.
     private func dispatchAll(_ connection: PostgresConnection) throws {
         while !stop.isSet {
-            let (events, deliveries) = try connection.transaction { connection in
-                try dispatchBatch(connection)
-            }
+            let (events, deliveries) = try dispatchBatch(connection)
             metrics.deliveriesCreated.increment(by: UInt64(deliveries))
             if deliveries > 0 {
                 onDeliveriesCreated()
@@ -239,7 +258,23 @@ final class Dispatcher: Sendable {
     /// the deliveries created that are due.
     private func dispatchBatch(_ connection: PostgresConnection) throws -> (events: Int, deliveries: Int) {
         let row = try connection.queryPrepared(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
-        let events = try row.int("events")
+        let taken = try row.int("taken")
+        var deliveries = try row.int("deliveries")
+        if let counts = row["counts"] {
+            countEvents(counts)
+        }
+        if let deferred = row["deferred"] {
+            deliveries += try connection.transaction { connection in
+                try dispatchTemplated(connection, eventIDs: deferred)
+            }
+        }
+        return (taken, deliveries)
+    }
+
+    /// Dispatches events that match a config with a payload template, in the caller's
+    /// transaction, and returns the deliveries created that are due.
+    private func dispatchTemplated(_ connection: PostgresConnection, eventIDs: String) throws -> Int {
+        let row = try connection.queryPrepared(Self.dispatchDeferredSQL, [eventIDs]).singleRow()
         var deliveries = try row.int("deliveries")
         if let counts = row["counts"] {
             countEvents(counts)
@@ -253,7 +288,7 @@ final class Dispatcher: Sendable {
             deliveries += try created.int("pending")
             metrics.deliveriesCreated.increment(by: UInt64(try created.int("dead")))
         }
-        return (events, deliveries)
+        return deliveries
     }
 
     /// Counts the batch's events by model and signal.

@@ -46,6 +46,31 @@ struct PayloadTemplateIntegrationTests {
         #expect(!request.bodyText.contains("&#"))
     }
 
+    @Test("templated and plain configs of one table each deliver once")
+    func templatedAndPlain() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        try harness.createConfig(saleConfig(harness, payload: #"{"quantity": "{{ instance.quantity }}"}"#))
+        try harness.createConfig("""
+            {"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Sale"}],
+             "webhooks": [{"url": "\(harness.receiver.baseURL)/plain", "http_method": "POST"}], "active": true}
+            """)
+
+        for quantity in 1...5 {
+            try harness.database.query("""
+                WITH p AS (INSERT INTO myapp_product (name, description) VALUES ('lamp', '') RETURNING id)
+                INSERT INTO myapp_sale (customer_id, product_id, quantity) SELECT NULL, p.id, $1 FROM p
+                """, [String(quantity)])
+        }
+        _ = try await harness.receiver.waitForRequests(count: 10, timeout: .seconds(20))
+        try await Task.sleep(for: .milliseconds(300))
+
+        #expect(harness.requests(to: "/sale").map(\.bodyText).sorted() == (1...5).map { #"{"quantity":\#($0)}"# })
+        #expect(harness.requests(to: "/plain").count == 5)
+        #expect(try harness.database.query(
+            "SELECT count(*) AS n FROM action_triggers.event WHERE dispatched_at IS NULL").singleRow().int("n") == 0)
+    }
+
     @Test("NULL foreign key gives null and still delivers")
     func nullForeignKey() async throws {
         let harness = try Harness()
