@@ -12,7 +12,7 @@ public enum WebhookSignature {
     }
 
     /// Returns the header value: `v1,<base64 signature>` for each key, separated by
-    /// spaces, so a receiver that knows any one of the secrets can verify it while
+    /// spaces, so a receiver that has any one of the secrets can verify it while
     /// secrets are rotated.
     public static func header(
         messageID: String, timestamp: Int64, body: [UInt8], keys: [[UInt8]], hmac: ([UInt8], [UInt8]) -> [UInt8]

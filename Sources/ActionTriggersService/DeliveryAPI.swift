@@ -203,7 +203,7 @@ struct DeliveryAPI: Sendable {
         !(try connection.query("SELECT 1 FROM action_triggers.config WHERE id = $1", [String(id)]).rows.isEmpty)
     }
 
-    /// A PostgreSQL array literal of words that need no quoting (statuses).
+    /// Returns a PostgreSQL array literal of words that need no quoting (statuses).
     private static func textArray(_ words: [String]) -> String {
         "{" + words.joined(separator: ",") + "}"
     }

@@ -24,9 +24,9 @@ final class Dispatcher: Sendable {
     /// render.
     ///
     /// With `deferTemplated`, events that match a config with a template are left
-    /// undispatched and listed in `deferred`, so that a batch without templates can run
-    /// without a transaction (one round trip); the listed events then go through the
-    /// statement again, in a transaction, with `eventFilter` naming them.
+    /// undispatched and listed in `deferred`. A batch without templates then runs in
+    /// one autocommit round trip, and the listed events go through the statement again,
+    /// in a transaction, with `eventFilter` naming them.
     static func dispatchSQL(eventFilter: String, limit: String, deferTemplated: Bool) -> String {
         let deferTemplated = deferTemplated ? "true" : "false"
         return """
@@ -258,7 +258,7 @@ final class Dispatcher: Sendable {
     /// the deliveries created that are due.
     private func dispatchBatch(_ connection: PostgresConnection) throws -> (events: Int, deliveries: Int) {
         let row = try connection.queryPrepared(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
-        let taken = try row.int("taken")
+        let claimed = try row.int("taken")
         var deliveries = try row.int("deliveries")
         if let counts = row["counts"] {
             countEvents(counts)
@@ -268,7 +268,7 @@ final class Dispatcher: Sendable {
                 try dispatchTemplated(connection, eventIDs: deferred)
             }
         }
-        return (taken, deliveries)
+        return (claimed, deliveries)
     }
 
     /// Dispatches events that match a config with a payload template, in the caller's
