@@ -17,6 +17,8 @@ struct ClaimedDelivery {
     let headers: String
     /// The webhook's signing secrets as stored: a JSON array text, or nil for none.
     let signingSecrets: String?
+    /// The webhook's current CA bundle file, or nil for the system's CA certificates.
+    let caBundle: String?
     let timeoutSecs: Double?
     /// The body rendered from a payload template at dispatch; nil sends the row image.
     let renderedPayload: String?
@@ -79,6 +81,7 @@ enum DeliveryStore {
         WHERE d.id = due.id AND e.id = d.event_id
         RETURNING d.id, d.event_id, d.attempts - d.retry_base AS retry_attempt, d.webhook_id, d.attempts, d.url, d.http_method, d.headers::text AS headers,
                   d.signing_secrets::text AS signing_secrets,
+                  (SELECT w.ca_bundle FROM action_triggers.webhook w WHERE w.id = d.webhook_id) AS ca_bundle,
                   d.timeout_secs, d.payload::text AS payload, e.signal, e.operation,
                   action_triggers.webhook_url_error(d.url) AS url_error,
                   e.new_row::text AS new_row, e.old_row::text AS old_row
@@ -151,6 +154,7 @@ enum DeliveryStore {
                 method: try row.string("http_method"),
                 headers: try row.string("headers"),
                 signingSecrets: row["signing_secrets"],
+                caBundle: row["ca_bundle"],
                 timeoutSecs: try row.optional("timeout_secs", row.double),
                 renderedPayload: row["payload"],
                 urlError: row["url_error"],

@@ -256,7 +256,8 @@ final class DeliveryWorker: Sendable {
             method: delivery.method, url: delivery.url,
             headers: headers.map { HTTPHeader($0.name, $0.value) },
             body: body,
-            timeout: .milliseconds(Int64(effectiveTimeout(delivery.timeoutSecs) * 1000))))
+            timeout: .milliseconds(Int64(effectiveTimeout(delivery.timeoutSecs) * 1000)),
+            caBundle: delivery.caBundle))
     }
 
     /// Returns the keys of the webhook's signing secrets, with dynamic values resolved.

@@ -140,6 +140,10 @@ public final class HTTPClient {
             at_curl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, context),
             at_curl_easy_setopt_pointer(handle, CURLOPT_PRIVATE, context),
             at_curl_easy_setopt_pointer(handle, CURLOPT_ERRORBUFFER, transfer.errorBuffer),
+            // Certificates are always verified (libcurl's default), against the
+            // request's CA bundle when it names one.
+            at_curl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1),
+            at_curl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2),
         ]
         if !request.body.isEmpty {
             codes.append(at_curl_easy_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
@@ -148,6 +152,9 @@ public final class HTTPClient {
             })
         }
         codes.append(at_curl_easy_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method))
+        if let caBundle = request.caBundle {
+            codes.append(at_curl_easy_setopt_string(handle, CURLOPT_CAINFO, caBundle))
+        }
 
         if let failed = codes.first(where: { $0 != CURLE_OK }) {
             transfer.release()

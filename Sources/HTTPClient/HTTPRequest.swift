@@ -17,8 +17,14 @@ public struct HTTPRequest: Sendable {
     public var body: [UInt8]
     /// The limit for the whole exchange: connect, send, wait and receive.
     public var timeout: Duration
+    /// A PEM file of CA certificates to verify the server with instead of the system's.
+    public var caBundle: String?
 
-    public init(method: String, url: String, headers: [HTTPHeader] = [], body: [UInt8] = [], timeout: Duration) {
+    public init(
+        method: String, url: String, headers: [HTTPHeader] = [], body: [UInt8] = [], timeout: Duration,
+        caBundle: String? = nil
+    ) {
+        self.caBundle = caBundle
         self.method = method
         self.url = url
         self.headers = headers

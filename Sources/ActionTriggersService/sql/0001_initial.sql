@@ -64,7 +64,10 @@ CREATE TABLE action_triggers.webhook (
     timeout_secs double precision CHECK (timeout_secs BETWEEN 0 AND 86400),
     -- Standard Webhooks signing secrets (whsec_<base64>) or {{ name }} dynamic values.
     -- Write-only: the API and get_config show them redacted.
-    signing_secrets jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(signing_secrets) = 'array')
+    signing_secrets jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(signing_secrets) = 'array'),
+    -- A PEM file of CA certificates, on the service's host, to verify this webhook's
+    -- TLS certificate with instead of the system's; NULL for the system's.
+    ca_bundle text CHECK (ca_bundle LIKE '/%')
 );
 CREATE INDEX webhook_config ON action_triggers.webhook (config_id);
 
@@ -1160,7 +1163,12 @@ BEGIN
                     CONTINUE;
                 END IF;
                 errors := action_triggers.add_unknown_field_errors(
-                    errors, item, path, ARRAY['url', 'http_method', 'headers', 'timeout_secs', 'signing_secrets']);
+                    errors, item, path, ARRAY['url', 'http_method', 'headers', 'timeout_secs', 'signing_secrets', 'ca_bundle']);
+                IF item ? 'ca_bundle' AND (jsonb_typeof(item -> 'ca_bundle') IS DISTINCT FROM 'string'
+                                           OR item ->> 'ca_bundle' NOT LIKE '/%') THEN
+                    errors := action_triggers.add_error(errors, path || '.ca_bundle',
+                        'must be the absolute path of a PEM file of CA certificates on the service''s host');
+                END IF;
                 errors := action_triggers.add_signing_secret_errors(errors, item -> 'signing_secrets', path || '.signing_secrets');
                 IF jsonb_typeof(item -> 'url') IS DISTINCT FROM 'string' THEN
                     errors := action_triggers.add_error(errors, path || '.url',
@@ -1291,9 +1299,11 @@ LANGUAGE sql AS $$
     SELECT config_id, i - 1, e ->> 'app_label', coalesce(e ->> 'model_name', e ->> 'model'), '', ''
     FROM jsonb_array_elements(body -> 'content_types') WITH ORDINALITY AS a(e, i);
 
-    INSERT INTO action_triggers.webhook (config_id, position, url, http_method, headers, timeout_secs, signing_secrets)
+    INSERT INTO action_triggers.webhook
+        (config_id, position, url, http_method, headers, timeout_secs, signing_secrets, ca_bundle)
     SELECT config_id, i - 1, e ->> 'url', e ->> 'http_method', coalesce(e -> 'headers', '{}'),
-           round((e ->> 'timeout_secs')::numeric, 6)::double precision, coalesce(e -> 'signing_secrets', '[]')
+           round((e ->> 'timeout_secs')::numeric, 6)::double precision, coalesce(e -> 'signing_secrets', '[]'),
+           e ->> 'ca_bundle'
     FROM jsonb_array_elements(coalesce(body -> 'webhooks', '[]')) WITH ORDINALITY AS a(e, i);
 
     INSERT INTO action_triggers.msg_broker_queue (config_id, position, name, conn_details, parameters, timeout_secs)
@@ -1428,7 +1438,8 @@ LANGUAGE sql STABLE AS $$
         'webhooks', coalesce((
             SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                        'url', w.url, 'http_method', w.http_method, 'headers', w.headers, 'timeout_secs', w.timeout_secs,
-                       'signing_secrets', nullif(action_triggers.redact_signing_secrets(w.signing_secrets), '[]'::jsonb)))
+                       'signing_secrets', nullif(action_triggers.redact_signing_secrets(w.signing_secrets), '[]'::jsonb),
+                       'ca_bundle', w.ca_bundle))
                    ORDER BY w.position)
             FROM action_triggers.webhook w WHERE w.config_id = c.id), '[]'),
         'msg_broker_queues', coalesce((
