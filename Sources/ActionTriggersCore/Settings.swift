@@ -19,6 +19,9 @@ public struct Settings: Sendable {
     public var dispatchBatchSize = 500
     /// The maximum number of webhook requests in flight at once.
     public var deliveryConcurrency = 64
+    /// How long a stopping service lets requests in flight finish before it releases
+    /// their deliveries to other instances, in seconds.
+    public var shutdownGrace: Double = 10
     /// How long events and their finished deliveries are kept, in days.
     public var retentionDays: Double = 30
     /// Names that configs may use as `{{ name }}` in webhook headers and broker settings.
@@ -33,6 +36,7 @@ public struct Settings: Sendable {
         "max_webhook_timeout", "max_broker_timeout", "whitelisted_content_types",
         "whitelisted_webhook_endpoint_patterns", "retry", "poll_interval_secs",
         "dispatch_batch_size", "delivery_concurrency", "brokers", "dynamic_values", "retention_days",
+        "shutdown_grace_secs",
     ]
 
     /// Parses and checks a settings document.
@@ -81,6 +85,9 @@ public struct Settings: Sendable {
         }
         if let value = fields["delivery_concurrency"] {
             settings.deliveryConcurrency = try integer(value, path: "delivery_concurrency", range: 1...10_000)
+        }
+        if let value = fields["shutdown_grace_secs"] {
+            settings.shutdownGrace = try number(value, path: "shutdown_grace_secs", range: Limits.shutdownGrace)
         }
         if let value = fields["retention_days"] {
             settings.retentionDays = try number(value, path: "retention_days", range: Limits.retention)
@@ -203,6 +210,7 @@ public struct Settings: Sendable {
         public static let pollInterval = 0.1...3600.0
         public static let retryDelay = 0.001...604_800.0
         public static let cacheLifetime = 0.0...86_400.0
+        public static let shutdownGrace = 0.0...3600.0
         /// Days; 0.001 days is 86.4 seconds.
         public static let retention = 0.001...36_500.0
     }

@@ -104,10 +104,20 @@ final class BrokerWorker: Sendable {
             while !stop.isSet {
                 let claimed = try claim(connection)
                 var records: [AttemptRecord] = []
+                var unsent: [(id: Int64, attempt: Int)] = []
                 for delivery in claimed {
+                    // When stopping, the deliveries not yet published go back to the queue.
+                    if stop.isSet {
+                        unsent.append((delivery.id, delivery.attempt))
+                        continue
+                    }
                     records.append(attempt(delivery, publishers: publishers, connection: connection, limiter: &limiter))
                 }
                 try DeliveryStore.record(connection, records)
+                if !unsent.isEmpty {
+                    let released = try DeliveryStore.release(connection, unsent)
+                    logger.info("released deliveries not yet published at shutdown", ["deliveries.count": released])
+                }
                 if claimed.count == Self.claimBatchSize {
                     continue
                 }

@@ -164,6 +164,22 @@ enum DeliveryStore {
         }
     }
 
+    /// Makes in-flight deliveries of this claim (same attempt) pending and due now, so
+    /// another instance takes them over at once instead of after their lease.
+    static let releaseSQL = """
+        UPDATE action_triggers.delivery d
+        SET status = 'pending', next_attempt_at = now(), updated_at = now()
+        FROM unnest($1::bigint[], $2::integer[]) AS r(id, attempt)
+        WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'in_flight'
+        """
+
+    static func release(_ connection: PostgresConnection, _ deliveries: [(id: Int64, attempt: Int)]) throws -> Int {
+        guard !deliveries.isEmpty else { return 0 }
+        let ids = "{" + deliveries.map { String($0.id) }.joined(separator: ",") + "}"
+        let attempts = "{" + deliveries.map { String($0.attempt) }.joined(separator: ",") + "}"
+        return try connection.queryPrepared(releaseSQL, [ids, attempts]).affectedRows
+    }
+
     static func record(_ connection: PostgresConnection, _ records: [AttemptRecord]) throws {
         guard !records.isEmpty else { return }
         let json = String(decoding: try JSONEncoder().encode(records), as: UTF8.self)

@@ -92,6 +92,7 @@ final class DeliveryWorker: Sendable {
         health.set(.delivery, ready: true)
         var claimAt = ContinuousClock.now
         let pollInterval = Duration.milliseconds(Int64(settings.pollInterval * 1000))
+        var graceEnd: ContinuousClock.Instant?
 
         while true {
             if !state.unrecorded.isEmpty {
@@ -108,6 +109,18 @@ final class DeliveryWorker: Sendable {
             }
             if stop.isSet && state.inFlight.isEmpty {
                 return
+            }
+            if stop.isSet {
+                let end = graceEnd ?? .now + .milliseconds(Int64(settings.shutdownGrace * 1000))
+                graceEnd = end
+                if ContinuousClock.now >= end {
+                    // Requests still in flight are given up; their deliveries go back to the queue.
+                    let released = try DeliveryStore.release(
+                        connection, state.inFlight.values.map { (id: $0.delivery.id, attempt: $0.delivery.attempt) })
+                    logger.info("released deliveries still in flight at shutdown", ["deliveries.count": released])
+                    state.inFlight.removeAll()
+                    return
+                }
             }
 
             let room = settings.deliveryConcurrency - state.inFlight.count

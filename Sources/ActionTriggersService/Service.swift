@@ -100,7 +100,7 @@ public final class Service: Sendable {
                 endpoints.respond(to: request, with: router)
             }
         } catch {
-            _ = stopAndWait(timeout: configuration.settings.maxWebhookTimeout + 5)
+            _ = stopAndWait(timeout: configuration.settings.shutdownGrace + 5)
             throw ServiceError.startup("the HTTP server failed to start: \(error)")
         }
         httpServer.withLock { $0 = server }

@@ -169,7 +169,7 @@ func runServe(_ flags: [String: String]) -> Never {
         stopRequested.wait()
     }
     logger.info("stopping")
-    let stopped = service.stopAndWait(timeout: settings.maxWebhookTimeout + 5)
+    let stopped = service.stopAndWait(timeout: settings.shutdownGrace + 5)
     logger.info(stopped ? "stopped" : "stopped before every thread finished")
     exit(0)
 }

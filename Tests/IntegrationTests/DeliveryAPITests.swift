@@ -2,6 +2,10 @@ import Foundation
 import PostgresClient
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The delivery log in SQL and the API: listing, one delivery, redelivery and retention.
 @Suite("Delivery log and redelivery", .serialized)
 struct DeliveryAPITests {
@@ -118,6 +122,32 @@ struct DeliveryAPITests {
 
         #expect(reply.status == status, "\(reply.body)")
         #expect((try reply.json() as? [String: Any])?[key] != nil, "\(reply.body)")
+    }
+
+    @Test("SIGTERM releases deliveries still in flight after the grace period")
+    func shutdownReleases() async throws {
+        let harness = try Harness()
+        let settings = Harness.settings(allowing: [harness.receiver], extra: #""shutdown_grace_secs": 1"#)
+        let service = try await harness.startService(settings: settings)
+        try harness.createConfig(harness.exampleOneConfig())
+        harness.receiver.enqueue(.init(status: 200, body: "slow", delay: .seconds(8)))
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('Ada', 'ada@example.com')")
+        try await harness.waitUntil("the delivery is in flight") { try harness.onlyDeliveryStatus() == "in_flight" }
+
+        let stopping = ContinuousClock.now
+        service.stop(signal: SIGTERM)
+
+        #expect(ContinuousClock.now - stopping < .seconds(6))
+        #expect(service.terminationStatus == 0)
+        #expect(service.log.contains("released deliveries still in flight at shutdown"))
+        let row = try harness.database.query(
+            "SELECT status, next_attempt_at <= now() AS due FROM action_triggers.delivery").singleRow()
+        #expect(row["status"] == "pending")
+        #expect(row["due"] == "t")
+
+        // Another instance takes it over at once, not after the lease.
+        try await harness.startService(settings: settings)
+        try await harness.waitUntil("the delivery succeeds", timeout: .seconds(15)) { try harness.onlyDeliveryStatus() == "succeeded" }
     }
 
     @Test("old events are deleted after retention_days")
