@@ -9,7 +9,7 @@ import Glibc
 /// Webhook TLS: certificates are always verified, against a webhook's own CA bundle when it names one.
 @Suite("Webhook TLS", .serialized)
 struct TLSTests {
-    /// A one-thread HTTPS server that records each request's path in a file and answers 200.
+    /// A one-thread HTTPS server that records each request's path in a file and responds 200.
     static let serverScript = """
         import http.server, ssl, sys
         port, certificate, key, record = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
