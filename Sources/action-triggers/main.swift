@@ -15,6 +15,7 @@ let usage = """
     Usage:
       action-triggers serve   [--database-url URL] [--listen HOST:PORT] [--settings FILE]
       action-triggers migrate [--database-url URL]
+      action-triggers uninstall --yes [--database-url URL]
       action-triggers version
       action-triggers COMMAND --help
 
@@ -30,8 +31,8 @@ let commandHelp: [String: String] = [
         Usage: action-triggers serve [--database-url URL] [--listen HOST:PORT] [--settings FILE]
 
         Applies pending migrations, then captures row changes and delivers them until
-        SIGTERM or SIGINT. Stopping lets attempts in progress finish, for at most
-        max_webhook_timeout + 5 seconds.
+        SIGTERM or SIGINT. Stopping lets requests in flight finish for
+        shutdown_grace_secs of the settings (10 by default), then hands the rest back.
 
           --database-url URL   libpq URI or conninfo (default: $DATABASE_URL)
           --listen HOST:PORT   address of the HTTP server (default: $ACTION_TRIGGERS_LISTEN or 127.0.0.1:8080)
@@ -43,6 +44,17 @@ let commandHelp: [String: String] = [
         Creates or upgrades the action_triggers schema and exits. Safe to run again
         and from several instances at once.
 
+          --database-url URL   libpq URI or conninfo (default: $DATABASE_URL)
+        """,
+    "uninstall": """
+        Usage: action-triggers uninstall --yes [--database-url URL]
+
+        Removes every capture trigger and the action_triggers schema, with its
+        configs, outbox and delivery log, in one transaction. The application's
+        tables and rows stay as they are. Stop every serve process first, or it
+        installs the schema again. Without --yes, prints what it would do and exits 2.
+
+          --yes                confirm the removal
           --database-url URL   libpq URI or conninfo (default: $DATABASE_URL)
         """,
     "version": """
@@ -59,7 +71,10 @@ func fail(_ message: String, usageError: Bool = false) -> Never {
 }
 
 /// Parses `--name value` and `--name=value` flags; rejects unknown ones.
-func parseFlags(_ arguments: ArraySlice<String>, allowed: Set<String>, command: String) -> [String: String] {
+/// Flags in `switches` take no value and are stored as "true".
+func parseFlags(
+    _ arguments: ArraySlice<String>, allowed: Set<String>, switches: Set<String> = [], command: String
+) -> [String: String] {
     var flags: [String: String] = [:]
     var index = arguments.startIndex
     while index < arguments.endIndex {
@@ -76,6 +91,11 @@ func parseFlags(_ arguments: ArraySlice<String>, allowed: Set<String>, command: 
         if let equals = name.firstIndex(of: "=") {
             inlineValue = String(name[name.index(after: equals)...])
             name = String(name[..<equals])
+        }
+        if switches.contains(name) && inlineValue == nil {
+            flags[name] = "true"
+            index += 1
+            continue
         }
         guard allowed.contains(name) else {
             fail("unknown option --\(name) for \(command); see action-triggers \(command) --help", usageError: true)
@@ -187,6 +207,22 @@ func runMigrate(_ flags: [String: String]) -> Never {
     }
 }
 
+func runUninstall(_ flags: [String: String]) -> Never {
+    let logger = Logger(component: "uninstall", level: logLevel())
+    guard flags["yes"] == "true" else {
+        fail("uninstall drops every capture trigger and the action_triggers schema with its configs, outbox and "
+             + "delivery log; run it again with --yes to do that", usageError: true)
+    }
+    do {
+        let connection = try PostgresConnection(conninfo: databaseURL(flags), applicationName: "action-triggers/uninstall")
+        _ = try Uninstaller.uninstall(connection, logger: logger)
+        exit(0)
+    } catch {
+        logger.error("uninstall failed, nothing was removed", ["error": String(describing: error)])
+        exit(1)
+    }
+}
+
 let arguments = CommandLine.arguments.dropFirst()
 guard let command = arguments.first else {
     FileHandle.standardError.write(Data((usage + "\n").utf8))
@@ -199,6 +235,8 @@ case "serve":
     runServe(parseFlags(rest, allowed: ["database-url", "listen", "settings"], command: "serve"))
 case "migrate":
     runMigrate(parseFlags(rest, allowed: ["database-url"], command: "migrate"))
+case "uninstall":
+    runUninstall(parseFlags(rest, allowed: ["database-url"], switches: ["yes"], command: "uninstall"))
 case "version", "--version":
     _ = parseFlags(rest, allowed: [], command: "version")
     print(Version.current)
@@ -209,5 +247,5 @@ case "--help", "-h", "help":
         print(usage)
     }
 default:
-    fail("unknown command \"\(command)\"; commands: serve, migrate, version", usageError: true)
+    fail("unknown command \"\(command)\"; commands: serve, migrate, uninstall, version", usageError: true)
 }
