@@ -8,7 +8,7 @@ public enum AttemptResult: Sendable, Equatable {
     case connectionFailed(message: String)
     /// The request was never sent, for example a URL outside the allowlist.
     case notSent(reason: String)
-    /// The request was not sent because a dynamic value could not be resolved; its
+    /// The request was not sent because a dynamic value could not be resolved. Its
     /// source (a variable, file or query) may recover, so the attempt is retried.
     case unresolved(message: String)
     /// A broker accepted the message.

@@ -24,7 +24,7 @@ public struct DynamicValue: Sendable, Equatable {
 
     public static let defaultCacheSeconds = 60.0
 
-    /// Whether a name has the dotted form of the ancestor's import paths, such as `myapp.utils.get_token`.
+    /// Returns whether a name has the dotted form of the ancestor's import paths, such as `myapp.utils.get_token`.
     public static func isValidName(_ name: String) -> Bool {
         let segments = name.split(separator: ".", omittingEmptySubsequences: false)
         return segments.allSatisfy { segment in

@@ -148,7 +148,7 @@ public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     public var isEmpty: Bool { members.isEmpty }
     public var count: Int { members.count }
 
-    /// The value of the first member with this name.
+    /// Returns the value of the first member with this name.
     public subscript(key: String) -> JSONValue? {
         members.first { $0.key == key }?.value
     }

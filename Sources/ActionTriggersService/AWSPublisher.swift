@@ -136,8 +136,9 @@ final class AWSPublisher {
         "TooManyRequestsException", "RequestLimitExceeded", "RequestTimeout", "RequestTimeoutException",
     ]
 
-    /// Whether a failed request is worth another attempt: server errors, 408, 429 and
-    /// throttling are; other client errors (a wrong key, a missing queue) are not, as for webhooks.
+    /// Returns whether a failed request is worth another attempt. Server errors, 408, 429
+    /// and throttling are, but other client errors (a wrong key, a missing queue) are
+    /// not, as for webhooks.
     static func isRetryable(status: Int, code: String) -> Bool {
         status >= 500 || status == 408 || status == 429 || throttlingCodes.contains(code)
     }

@@ -47,36 +47,14 @@ final class BrokerWorker: Sendable {
     /// Deliveries claimed per query; each is published before the next claim.
     static let claimBatchSize = 32
 
-    static let claimSQL = """
-        WITH due AS (
-            SELECT d.id
-            FROM action_triggers.delivery d
-            WHERE d.target = 'broker' AND d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= now()
-              -- One queue's deliveries of one row go in event order.
-              AND NOT EXISTS (
-                  SELECT 1 FROM action_triggers.delivery earlier
-                  WHERE earlier.msg_broker_queue_id = d.msg_broker_queue_id AND earlier.row_key = d.row_key
-                    AND earlier.id < d.id AND earlier.model IS NOT DISTINCT FROM d.model
-                    AND earlier.status IN ('pending', 'in_flight'))
-            ORDER BY d.next_attempt_at, d.id
-            LIMIT $1
-            FOR UPDATE SKIP LOCKED
-        )
-        UPDATE action_triggers.delivery d
-        SET status = 'in_flight',
-            attempts = d.attempts + 1,
-            next_attempt_at = now() + make_interval(secs => $2::double precision),
-            updated_at = now()
-        FROM due, action_triggers.event e
-        WHERE d.id = due.id AND e.id = d.event_id
-        RETURNING d.id, d.event_id, d.attempts - d.retry_base AS retry_attempt, d.msg_broker_queue_id, d.attempts, d.broker_name, d.conn_details::text AS conn_details,
-                  d.parameters::text AS parameters, d.timeout_secs, d.model, d.row_key, d.payload::text AS payload, e.signal,
-                  e.operation, e.new_row::text AS new_row, e.old_row::text AS old_row,
-                  (SELECT format('%I.%I', ct.schema_name, ct.table_name)
-                   FROM action_triggers.config_content_type ct
-                   WHERE ct.config_id = d.config_id AND ct.app_label || '.' || lower(ct.model_name) = d.model
-                   LIMIT 1) AS table_name
-        """
+    static let claimSQL = DeliveryStore.claimSQL(target: "broker", columns: """
+        d.msg_broker_queue_id, d.broker_name, d.conn_details::text AS conn_details,
+                          d.parameters::text AS parameters, d.model, d.row_key,
+                          (SELECT format('%I.%I', ct.schema_name, ct.table_name)
+                           FROM action_triggers.config_content_type ct
+                           WHERE ct.config_id = d.config_id AND ct.app_label || '.' || lower(ct.model_name) = d.model
+                           LIMIT 1) AS table_name
+        """)
 
     init(
         conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth,
@@ -324,7 +302,7 @@ final class BrokerWorker: Sendable {
                     metrics.redisPublishesWithoutSubscribers.increment()
                     let (admitted, suppressed) = limiter.admit("no subscribers")
                     if admitted {
-                        logger.warning("Redis channel had no subscribers, so nobody received the message", [
+                        logger.warning("Redis channel had no subscribers, so the message was not received", [
                             "delivery.id": delivery.id, "event.id": delivery.eventID, "broker.name": delivery.brokerName,
                             "log.suppressed": suppressed > 0 ? suppressed : nil,
                         ])

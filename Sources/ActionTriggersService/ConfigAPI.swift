@@ -199,7 +199,7 @@ struct ConfigAPI: Sendable {
         }
     }
 
-    /// The body's payload object as JSON text with its members in the order written, or nil.
+    /// Returns the body's payload object as JSON text with its members in the order written, or nil.
     private static func payloadText(_ document: JSONValue) -> String? {
         guard case .object(let fields) = document, let payload = fields["payload"], case .object = payload else {
             return nil

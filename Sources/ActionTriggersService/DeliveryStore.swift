@@ -56,18 +56,30 @@ struct AttemptRecord: Encodable {
 /// A claim moves a delivery to `in_flight` and sets `next_attempt_at` to the end of
 /// its lease. When a worker dies, the delivery becomes due again once the lease ends.
 enum DeliveryStore {
-    static let claimSQL = """
+    /// Returns the condition for a delivery `d` of a target (`webhook` or `broker`)
+    /// being up for an attempt now: pending, or in flight with its lease run out, and
+    /// not held back by an earlier delivery of the same webhook or queue and row, so
+    /// that one row's deliveries go in event order.
+    static func readyCondition(target: String) -> String {
+        let column = target == "broker" ? "msg_broker_queue_id" : "webhook_id"
+        return """
+            d.target = '\(target)' AND d.status IN ('pending', 'in_flight')
+              AND NOT EXISTS (
+                  SELECT 1 FROM action_triggers.delivery earlier
+                  WHERE earlier.\(column) = d.\(column) AND earlier.row_key = d.row_key AND earlier.id < d.id
+                    AND earlier.model IS NOT DISTINCT FROM d.model
+                    AND earlier.status IN ('pending', 'in_flight'))
+            """
+    }
+
+    /// Returns the statement that claims up to $1 due deliveries of a target for a
+    /// lease of $2 seconds and returns `columns` of each, with its event as `e`.
+    static func claimSQL(target: String, columns: String) -> String {
+        """
         WITH due AS (
             SELECT d.id
             FROM action_triggers.delivery d
-            WHERE d.target = 'webhook' AND d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= now()
-              -- One webhook's deliveries of one row go in event order: an earlier one
-              -- that is still pending or in flight holds the later ones back.
-              AND NOT EXISTS (
-                  SELECT 1 FROM action_triggers.delivery earlier
-                  WHERE earlier.webhook_id = d.webhook_id AND earlier.row_key = d.row_key AND earlier.id < d.id
-                    AND earlier.model IS NOT DISTINCT FROM d.model
-                    AND earlier.status IN ('pending', 'in_flight'))
+            WHERE \(readyCondition(target: target)) AND d.next_attempt_at <= now()
             ORDER BY d.next_attempt_at, d.id
             LIMIT $1
             FOR UPDATE SKIP LOCKED
@@ -79,13 +91,17 @@ enum DeliveryStore {
             updated_at = now()
         FROM due, action_triggers.event e
         WHERE d.id = due.id AND e.id = d.event_id
-        RETURNING d.id, d.event_id, d.attempts - d.retry_base AS retry_attempt, d.webhook_id, d.attempts, d.url, d.http_method, d.headers::text AS headers,
-                  d.signing_secrets::text AS signing_secrets,
-                  (SELECT w.ca_bundle FROM action_triggers.webhook w WHERE w.id = d.webhook_id) AS ca_bundle,
-                  d.timeout_secs, d.payload::text AS payload, e.signal, e.operation,
-                  action_triggers.webhook_url_error(d.url) AS url_error,
-                  e.new_row::text AS new_row, e.old_row::text AS old_row
+        RETURNING d.id, d.event_id, d.attempts, d.attempts - d.retry_base AS retry_attempt, e.signal, e.operation,
+                  e.new_row::text AS new_row, e.old_row::text AS old_row, d.payload::text AS payload, d.timeout_secs,
+                  \(columns)
         """
+    }
+
+    static let claimSQL = claimSQL(target: "webhook", columns: """
+        d.webhook_id, d.url, d.http_method, d.headers::text AS headers, d.signing_secrets::text AS signing_secrets,
+                          (SELECT w.ca_bundle FROM action_triggers.webhook w WHERE w.id = d.webhook_id) AS ca_bundle,
+                          action_triggers.webhook_url_error(d.url) AS url_error
+        """)
 
     /// Writes outcomes only where the claim is still ours (same attempt, still in flight),
     /// so a worker whose lease ran out cannot overwrite the worker that took over.
@@ -115,23 +131,17 @@ enum DeliveryStore {
         ON CONFLICT DO NOTHING
         """
 
-    /// Returns the seconds until the next delivery to a target is due, skipping
-    /// deliveries held back by an earlier one of their row, which are not due by
-    /// themselves. The index order lets it stop at the first one.
+    /// Returns the statement that gives the seconds until the next delivery of a target
+    /// is due. Deliveries held back by an earlier one of their row are not due by
+    /// themselves, and the index order lets it stop at the first one.
     static func secondsUntilNextDueSQL(target: String) -> String {
-        let column = target == "broker" ? "msg_broker_queue_id" : "webhook_id"
-        return """
-            SELECT extract(epoch FROM d.next_attempt_at - now()) AS seconds
-            FROM action_triggers.delivery d
-            WHERE d.target = '\(target)' AND d.status IN ('pending', 'in_flight')
-              AND NOT EXISTS (
-                  SELECT 1 FROM action_triggers.delivery earlier
-                  WHERE earlier.\(column) = d.\(column) AND earlier.row_key = d.row_key AND earlier.id < d.id
-                    AND earlier.model IS NOT DISTINCT FROM d.model
-                    AND earlier.status IN ('pending', 'in_flight'))
-            ORDER BY d.next_attempt_at, d.id
-            LIMIT 1
-            """
+        """
+        SELECT extract(epoch FROM d.next_attempt_at - now()) AS seconds
+        FROM action_triggers.delivery d
+        WHERE \(readyCondition(target: target))
+        ORDER BY d.next_attempt_at, d.id
+        LIMIT 1
+        """
     }
 
     static let webhookNextDueSQL = secondsUntilNextDueSQL(target: "webhook")

@@ -21,7 +21,7 @@ final class RedisPublisher {
     /// The outcome of a publish that Redis accepted.
     enum Published {
         case stream
-        /// PUBLISH reached this many subscribers; 0 means nobody received it.
+        /// PUBLISH reached this many subscribers; 0 means the message was not received.
         case channel(receivers: Int64)
     }
 

@@ -60,7 +60,7 @@ final class ServiceMetrics: Sendable {
             "action_triggers_deliveries_in_flight", help: "Webhook requests sent and not yet finished.")
         redisPublishesWithoutSubscribers = registry.counter(
             "action_triggers_redis_publish_no_subscribers_total",
-            help: "Redis PUBLISH calls that reached no subscriber, so nobody received the message.")
+            help: "Redis PUBLISH calls that reached no subscriber, so the message was not received.")
         var reconnects: [ServiceHealth.Component: Counter] = [:]
         for component in ServiceHealth.Component.allCases {
             reconnects[component] = registry.counter(

@@ -48,7 +48,15 @@ static void on_delivery(rd_kafka_t *handle, const rd_kafka_message_t *message, v
 /// Writes librdkafka's log lines in the service's logfmt shape on stderr.
 static void on_log(const rd_kafka_t *handle, int level, const char *facility, const char *message) {
     (void)handle;
-    const char *name = level <= 3 ? "error" : level <= 4 ? "warning" : level <= 6 ? "info" : "debug";
+    // syslog levels: 0-3 are errors, 4 a warning, 5-6 notice and info, 7 debug.
+    const char *name = "debug";
+    if (level <= 3) {
+        name = "error";
+    } else if (level == 4) {
+        name = "warning";
+    } else if (level <= 6) {
+        name = "info";
+    }
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct tm parts;

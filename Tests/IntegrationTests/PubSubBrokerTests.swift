@@ -2,7 +2,7 @@ import Foundation
 import PostgresClient
 import Testing
 
-/// Pub/Sub deliveries to a loopback HTTP receiver that answers as the Pub/Sub REST
+/// Pub/Sub deliveries to a loopback HTTP receiver that responds as the Pub/Sub REST
 /// API and Google's token endpoint do.
 @Suite("GCP Pub/Sub broker", .serialized)
 struct PubSubBrokerTests {

@@ -33,7 +33,7 @@ public struct AWSTarget: Sendable, Equatable {
             && lhs.attributes.map(\.value) == rhs.attributes.map(\.value)
     }
 
-    /// Whether a text has the shape of an SNS topic ARN, `arn:<partition>:sns:<region>:<account>:<name>`.
+    /// Returns whether a text has the shape of an SNS topic ARN, `arn:<partition>:sns:<region>:<account>:<name>`.
     static func isTopicARN(_ text: String) -> Bool {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         return parts.count >= 6 && parts[0] == "arn" && parts[2] == "sns" && !parts[5].isEmpty

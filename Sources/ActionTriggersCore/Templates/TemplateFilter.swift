@@ -107,7 +107,13 @@ public enum TemplateFilter: Sendable, Hashable, CustomStringConvertible {
         var previous: Character?
         for character in text {
             let startsWord = !(previous?.isLetter ?? false)
-            output.append(character.isLetter ? Character(startsWord ? character.uppercased() : character.lowercased()) : character)
+            if !character.isLetter {
+                output.append(character)
+            } else if startsWord {
+                output.append(Character(character.uppercased()))
+            } else {
+                output.append(Character(character.lowercased()))
+            }
             previous = character
         }
         for index in output.indices where output[index].isUppercase && index > 0 {

@@ -96,7 +96,7 @@ public struct RelatedRows: Sendable {
     }
 }
 
-/// What the placeholders of one event may read.
+/// The values the placeholders of one event may read.
 public struct TemplateScope: Sendable {
     /// The configured table, whose foreign keys `instance.<relation>` follows.
     public let table: UInt32

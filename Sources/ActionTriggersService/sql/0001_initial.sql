@@ -1009,8 +1009,9 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- Returns a config body whose redacted signing secrets (as get_config shows them)
--- are replaced by the stored secrets of the same webhook position with the same
--- last four characters, so a body read from the API can be sent back as it is.
+-- are replaced by stored secrets. A redacted entry stands for the stored secret of
+-- the same webhook position with the same last four characters, so a body read
+-- from the API can be sent back as it is.
 CREATE FUNCTION action_triggers.restore_signing_secrets(config_id bigint, body jsonb) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT CASE
@@ -1464,7 +1465,7 @@ $$;
 -- Delivery log, redelivery and retention
 
 -- The delivery log without targets' secrets or payloads: one row per event and
--- webhook or broker queue, with where it stands and the last error.
+-- webhook or broker queue, with its status, attempts and last error.
 CREATE VIEW action_triggers.delivery_log AS
 SELECT d.id, d.event_id, d.config_id, d.target, d.webhook_id, d.msg_broker_queue_id,
        action_triggers.redact_url(d.url) AS url, d.http_method, d.broker_name, d.model, e.signal, e.operation,

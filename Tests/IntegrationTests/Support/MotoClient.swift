@@ -13,7 +13,7 @@ struct MotoClient {
     static let region = "us-east-1"
     static let credentials = AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing")
 
-    /// Sends a query API action and returns the XML answer; throws for a non-2xx status.
+    /// Sends a query API action and returns the XML response, or throws for a non-2xx status.
     @discardableResult
     func call(_ service: String, _ parameters: [(String, String)]) async throws -> String {
         let url = try #require(URL(string: endpoint))

@@ -35,46 +35,41 @@ enum TestEnvironment {
 }
 
 extension TestEnvironment {
-    /// Returns the port of the Redis server on 127.0.0.1 that `scripts/test` starts.
-    static func redisPort() throws -> Int {
-        guard let text = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_REDIS_PORT"], let port = Int(text) else {
-            throw MissingServer(description:
-                "ACTION_TRIGGERS_TEST_REDIS_PORT is not set: run the tests with scripts/test, which starts Redis")
+    /// Returns a non-empty environment variable that `scripts/test` sets, or throws
+    /// naming the variable and what `scripts/test` provides for it.
+    private static func required(_ variable: String, providedBy what: String) throws -> String {
+        guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else {
+            throw MissingServer(description: "\(variable) is not set: run the tests with scripts/test, which \(what)")
+        }
+        return value
+    }
+
+    private static func requiredPort(_ variable: String, providedBy what: String) throws -> Int {
+        let text = try required(variable, providedBy: what)
+        guard let port = Int(text) else {
+            throw MissingServer(description: "\(variable) is \"\(text)\", not a port number")
         }
         return port
     }
-}
 
-extension TestEnvironment {
+    /// Returns the port of the Redis server on 127.0.0.1 that `scripts/test` starts.
+    static func redisPort() throws -> Int {
+        try requiredPort("ACTION_TRIGGERS_TEST_REDIS_PORT", providedBy: "starts Redis")
+    }
+
     /// Returns the AMQP port of the RabbitMQ server on 127.0.0.1 that `scripts/test` starts
     /// (user and password `guest`, virtual host `/`).
     static func rabbitMQPort() throws -> Int {
-        guard let text = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_RABBITMQ_PORT"], let port = Int(text) else {
-            throw MissingServer(description:
-                "ACTION_TRIGGERS_TEST_RABBITMQ_PORT is not set: run the tests with scripts/test, which starts RabbitMQ")
-        }
-        return port
+        try requiredPort("ACTION_TRIGGERS_TEST_RABBITMQ_PORT", providedBy: "starts RabbitMQ")
     }
-}
 
-extension TestEnvironment {
     /// Returns the URL of moto, the SQS and SNS server that `scripts/test` starts on 127.0.0.1.
     static func motoURL() throws -> String {
-        guard let url = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_MOTO_URL"], !url.isEmpty else {
-            throw MissingServer(description:
-                "ACTION_TRIGGERS_TEST_MOTO_URL is not set: run the tests with scripts/test, which starts moto")
-        }
-        return url
+        try required("ACTION_TRIGGERS_TEST_MOTO_URL", providedBy: "starts moto")
     }
-}
 
-extension TestEnvironment {
     /// Returns the Python of the test virtual environment, which has `standardwebhooks`.
     static func python() throws -> String {
-        guard let path = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_PYTHON"], !path.isEmpty else {
-            throw MissingServer(description:
-                "ACTION_TRIGGERS_TEST_PYTHON is not set: run the tests with scripts/test, which installs standardwebhooks")
-        }
-        return path
+        try required("ACTION_TRIGGERS_TEST_PYTHON", providedBy: "installs standardwebhooks")
     }
 }
