@@ -57,6 +57,31 @@ struct RetryTests {
         #expect(harness.service?.log.contains("msg=\"delivery failed, not retrying\"") == true)
     }
 
+    @Test("redirect is recorded as failed, never followed", arguments: [301, 302, 307, 308])
+    func redirectNotFollowed(status: Int) async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        try harness.createConfig(harness.exampleOneConfig())
+        let target = "\(harness.receiver.baseURL)/moved"
+        harness.receiver.enqueue(.init(status: status, headers: [("Location", target), ("Content-Length", "0")]))
+
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('moved', 'm@example.com')")
+        try await harness.waitUntil("the delivery fails") {
+            try harness.onlyDeliveryStatus() == "failed"
+        }
+
+        let delivery = try harness.database.query(
+            "SELECT attempts, last_status_code, last_error FROM action_triggers.delivery").singleRow()
+        #expect(try delivery.int("attempts") == 1)
+        #expect(try delivery.int("last_status_code") == status)
+        #expect(delivery["last_error"]?.contains("redirect, which is not followed") == true)
+        // Only the original POST reached the receiver: no request to the Location target.
+        let requests = harness.receiver.requests
+        #expect(requests.count == 1)
+        #expect(requests.first?.method == "POST")
+        #expect(requests.allSatisfy { $0.path != "/moved" })
+    }
+
     @Test("slow receiver is cut at the timeout, then retried")
     func timeoutThenRetry() async throws {
         let harness = try Harness()
