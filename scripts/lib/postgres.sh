@@ -8,6 +8,7 @@
 #   pg_start DATADIR PORT    start (and on first use initdb) a cluster in DATADIR
 #                            and export PG_URL. PG_FAST=1 turns fsync off
 #   pg_stop DATADIR          stop that cluster, succeeding if it is not running
+#   pg_restart DATADIR       restart that cluster with a fast shutdown
 #   pg_wipe DATADIR          stop that cluster and delete its files
 #   pg_url PORT              print the connection URL for PORT
 #
@@ -289,6 +290,29 @@ pg_stop() {
     fi
     _pg_log "stopping PostgreSQL in $datadir"
     _pg_run_as_owner "$bindir/pg_ctl" stop --pgdata="$cluster_dir" --mode=fast --wait >/dev/null
+}
+
+# Restart the running cluster in DATADIR with a fast shutdown, which ends open
+# sessions, as `pg_ctl restart -m fast` does. Waits until it accepts connections.
+pg_restart() {
+    if (($# != 1)); then
+        _pg_error "usage: pg_restart DATADIR"
+        return 1
+    fi
+    local bindir cluster_dir
+    bindir=$(_pg_bindir) || return 1
+    cluster_dir=$(readlink -f -- "$1")
+    if [[ ! -f "$cluster_dir/PG_VERSION" ]]; then
+        _pg_error "no PostgreSQL cluster in $1"
+        return 1
+    fi
+    _pg_log "restarting PostgreSQL in $1"
+    if ! _pg_run_as_owner "$bindir/pg_ctl" restart --pgdata="$cluster_dir" --log="$cluster_dir/log/postgresql.log" \
+        --mode=fast --wait --timeout=60 >/dev/null; then
+        _pg_error "PostgreSQL failed to restart. Last lines of $cluster_dir/log/postgresql.log:"
+        tail -n 30 -- "$cluster_dir/log/postgresql.log" >&2
+        return 1
+    fi
 }
 
 # Stop the cluster in DATADIR, then delete DATADIR and, when DATADIR is a
