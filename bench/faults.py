@@ -610,6 +610,7 @@ COLUMNS = [
     ("committed", "committed"),
     ("rolled_back", "rolled back"),
     ("in_doubt", "in doubt"),
+    ("insert_errors", "failed inserts"),
     ("delivered", "delivered"),
     ("missing", "missing"),
     ("rolled_back_delivered", "rolled back delivered"),
