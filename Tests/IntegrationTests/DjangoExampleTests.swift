@@ -79,7 +79,7 @@ struct DjangoExampleTests {
 
         let unauthorized = try createConfigs(api: api, token: "", webhookBase: harness.receiver.baseURL)
         #expect(unauthorized.status == 1)
-        #expect(unauthorized.output.contains("answered 401"), "\(unauthorized.output)")
+        #expect(unauthorized.output.contains("returned HTTP 401"), "\(unauthorized.output)")
         let created = try createConfigs(api: api, token: Self.apiToken, webhookBase: harness.receiver.baseURL)
         #expect(created.status == 0, "\(created.output)")
         #expect(created.output.components(separatedBy: "created config ").count - 1 == 3, "\(created.output)")

@@ -1,7 +1,7 @@
 """Print every webhook request that arrives, for trying action-triggers out.
 
-Listens on 0.0.0.0:8000 (or the port given as the first argument) and answers
-every POST, PUT, PATCH and DELETE with 204. Each request is printed as one block:
+Listens on 0.0.0.0:8000 (or the port given as the first argument) and responds
+to every POST, PUT, PATCH and DELETE with 204. Each request is printed as one block:
 the request line, the Standard Webhooks headers and the body, pretty-printed when
 it is JSON. Not for production: it accepts anything and verifies no signature.
 """
@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class WebhookPrinter(BaseHTTPRequestHandler):
-    """Print each request and answer 204 No Content."""
+    """Print each request and respond with 204 No Content."""
 
-    def _print_and_answer(self):
+    def _print_and_respond(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         lines = [f"{self.command} {self.path}"]
@@ -32,13 +32,13 @@ class WebhookPrinter(BaseHTTPRequestHandler):
         self.send_response(204)
         self.end_headers()
 
-    do_POST = _print_and_answer
-    do_PUT = _print_and_answer
-    do_PATCH = _print_and_answer
-    do_DELETE = _print_and_answer
+    do_POST = _print_and_respond
+    do_PUT = _print_and_respond
+    do_PATCH = _print_and_respond
+    do_DELETE = _print_and_respond
 
     def do_GET(self):
-        """Answer 200, so a health check can tell that the receiver runs."""
+        """Respond with 200, so a health check can tell that the receiver runs."""
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.end_headers()

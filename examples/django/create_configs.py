@@ -81,7 +81,7 @@ def main():
             print(f"error: cannot reach {arguments.api}: {error.reason}", file=sys.stderr)
             return 1
         if status != 201:
-            print(f"error: {path.name}: the API answered {status}: {reply}", file=sys.stderr)
+            print(f"error: {path.name}: the API returned HTTP {status}: {reply}", file=sys.stderr)
             return 1
         config_id = json.loads(reply)["id"]
         print(f"created config {config_id} from {path.name}")

@@ -9,7 +9,7 @@ INSERT INTO myapp_customer (name, email) VALUES ('Bea', 'bea@example.com');
 UPDATE myapp_customer SET email = 'ada.obrien@example.com' WHERE email = 'ada@example.com';
 DELETE FROM myapp_customer WHERE email = 'bea@example.com';
 
--- Example 2: a product and a sale; example 3: the same sale.
+-- Example 2: a product and a sale. Example 3: the same sale.
 INSERT INTO myapp_product (name, description) VALUES ('Desk lamp', 'Brass, 40 cm "tall"');
 INSERT INTO myapp_sale (customer_id, product_id, quantity)
 SELECT customer.id, product.id, 2
