@@ -28,11 +28,13 @@ RUN export DEBIAN_FRONTEND=noninteractive \
 
 WORKDIR /build
 
-# The package has no dependencies to fetch, so the manifest and the sources are
-# all the build needs. --static-swift-stdlib links the Swift runtime and
+# The package has no dependencies to fetch. SwiftPM checks that every target's
+# folder exists, test targets included, so Tests/ is copied although only the
+# executable is built. --static-swift-stdlib links the Swift runtime and
 # Foundation into the executable, so the runtime stage needs no toolchain.
 COPY Package.swift ./
 COPY Sources ./Sources
+COPY Tests ./Tests
 RUN swift build -c release --static-swift-stdlib --product action-triggers
 
 # Stage the executable next to its resource bundle (the migrations in sql/ and

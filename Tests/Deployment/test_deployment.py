@@ -14,6 +14,7 @@ dpkg with the development packages of Package.swift installed. A missing tool
 fails the test instead of skipping it.
 """
 
+import fnmatch
 import json
 import pathlib
 import re
@@ -26,6 +27,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
 SETTINGS_FILE = ROOT / "deploy" / "settings.json"
 ENV_EXAMPLE = ROOT / "deploy" / "action-triggers.env.example"
 CONFIGURATION_DOC = ROOT / "docs" / "configuration.md"
@@ -58,18 +60,36 @@ def package_apt_providers():
     return packages
 
 
+def call_arguments(text, start):
+    """Return the text from `start` to the parenthesis that closes the call open there."""
+    depth, end = 1, start
+    while depth and end < len(text):
+        depth += {"(": 1, ")": -1}.get(text[end], 0)
+        end += 1
+    return text[start:end]
+
+
+def package_target_folders():
+    """Return the folder of every target in Package.swift, relative to the package root."""
+    manifest = (ROOT / "Package.swift").read_text(encoding="utf-8")
+    folders = []
+    pattern = r'\.(target|executableTarget|systemLibrary|testTarget)\(\s*name:\s*"([^"]+)"'
+    for match in re.finditer(pattern, manifest):
+        custom = re.search(r'\bpath:\s*"([^"]+)"', call_arguments(manifest, match.end()))
+        if custom:
+            folders.append(custom.group(1))
+        else:
+            folders.append(("Tests/" if match.group(1) == "testTarget" else "Sources/") + match.group(2))
+    return folders
+
+
 def package_resource_bundles():
     """Return the resource bundle folder names that the build puts beside the executable."""
     manifest = (ROOT / "Package.swift").read_text(encoding="utf-8")
     package = re.search(r'Package\(\s*name:\s*"([^"]+)"', manifest).group(1)
     bundles = []
     for match in re.finditer(r'\.(?:target|executableTarget)\(\s*name:\s*"([^"]+)"', manifest):
-        # The target's arguments run to the parenthesis that closes `.target(`.
-        depth, end = 1, match.end()
-        while depth and end < len(manifest):
-            depth += {"(": 1, ")": -1}.get(manifest[end], 0)
-            end += 1
-        if "resources:" in manifest[match.end():end]:
+        if "resources:" in call_arguments(manifest, match.end()):
             bundles.append(f"{package}_{match.group(1)}.resources")
     return bundles
 
@@ -225,6 +245,14 @@ class SourceFactsTests(unittest.TestCase):
     def test_apt_providers_found(self):
         self.assertIn("libpq-dev", package_apt_providers())
 
+    def test_target_folders_found(self):
+        folders = package_target_folders()
+        self.assertIn("Sources/ActionTriggersService", folders)
+        self.assertIn("Tests/IntegrationTests", folders)
+        for folder in folders:
+            with self.subTest(folder=folder):
+                self.assertTrue((ROOT / folder).is_dir())
+
     def test_resource_bundles_found(self):
         self.assertEqual(package_resource_bundles(), ["action-triggers_ActionTriggersService.resources"])
 
@@ -269,6 +297,32 @@ class DockerfileTests(unittest.TestCase):
         self.assertIsNotNone(toolchain, output)
         version = toolchain.group(1) if toolchain.group(1).count(".") == 2 else toolchain.group(1) + ".0"
         self.assertEqual(match.group(1), version, "the build image and the test toolchain differ: update both")
+
+    def test_build_copies_every_target_folder(self):
+        copied = []
+        for arguments in instructions(self.build, "COPY"):
+            paths = [word for word in arguments.split() if not word.startswith("--")]
+            copied.extend(path.rstrip("/") for path in paths[:-1])
+        self.assertIn("Package.swift", copied)
+        for folder in package_target_folders():
+            with self.subTest(folder=folder):
+                self.assertTrue(
+                    any(folder == path or folder.startswith(path + "/") for path in copied),
+                    f"the build stage does not copy {folder}, and SwiftPM rejects a package with a target folder missing",
+                )
+
+    def test_dockerignore_keeps_target_folders(self):
+        patterns = [
+            line.strip().rstrip("/")
+            for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        for folder in ["Package.swift", *package_target_folders()]:
+            parents = [str(pathlib.PurePosixPath(*pathlib.PurePosixPath(folder).parts[: index + 1]))
+                       for index in range(len(pathlib.PurePosixPath(folder).parts))]
+            for pattern in patterns:
+                with self.subTest(folder=folder, pattern=pattern):
+                    self.assertFalse(any(fnmatch.fnmatchcase(parent, pattern) for parent in parents))
 
     def test_runtime_image_slim(self):
         self.assertEqual(self.runtime["image"], "debian:bookworm-slim")
