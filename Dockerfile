@@ -46,8 +46,10 @@ RUN mkdir /staging \
 
 FROM debian:bookworm-slim AS runtime
 
-# The shared libraries of the packages installed in the build stage, CA certificates
-# for TLS to webhooks and brokers, and curl for the HEALTHCHECK.
+# The shared libraries of the packages installed in the build stage, libstdc++
+# (the static Swift runtime still links it dynamically), CA certificates for TLS
+# to webhooks and brokers, and curl for the HEALTHCHECK. A release build with
+# --static-swift-stdlib needs no other library (checked with readelf -d).
 RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update -q \
     && apt-get install -y -q --no-install-recommends \
@@ -58,6 +60,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
         librabbitmq4 \
         librdkafka1 \
         libssl3 \
+        libstdc++6 \
         ca-certificates \
         curl \
         tzdata \
