@@ -463,6 +463,12 @@ class ComposeTests(unittest.TestCase):
         listen_port = self.environment["ACTION_TRIGGERS_LISTEN"].rsplit(":", 1)[1]
         self.assertEqual(self.service["ports"], [f"127.0.0.1:{listen_port}:{listen_port}"])
 
+    def test_every_port_published_on_loopback(self):
+        for name, service in self.services.items():
+            for port in service.get("ports", []):
+                with self.subTest(service=name, port=port):
+                    self.assertTrue(str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond this host")
+
     def test_healthcheck_on_readyz(self):
         listen_port = self.environment["ACTION_TRIGGERS_LISTEN"].rsplit(":", 1)[1]
         self.assertIn(f"http://127.0.0.1:{listen_port}/readyz", healthcheck_command(self.service))
