@@ -33,6 +33,7 @@ ENV_EXAMPLE = ROOT / "deploy" / "action-triggers.env.example"
 CONFIGURATION_DOC = ROOT / "docs" / "configuration.md"
 ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 ALERT_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
+OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 
 SERVICE = "action-triggers"
 BROKER_SERVICES = ("redis", "rabbitmq", "kafka")
@@ -539,10 +540,19 @@ class AlertRuleTests(unittest.TestCase):
     def test_promtool_test_rules(self):
         self.promtool("test", "rules", ALERT_TESTS.name)
 
-    def expressions(self):
+    def rules(self):
         with ALERT_RULES.open(encoding="utf-8") as file:
             rules = yaml.safe_load(file)
-        return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+        return [rule for group in rules["groups"] for rule in group["rules"]]
+
+    def expressions(self):
+        return [rule["expr"] for rule in self.rules()]
+
+    def test_alerts_documented(self):
+        text = OPERATIONS_DOC.read_text(encoding="utf-8")
+        documented = set(re.findall(r"^\| `(ActionTriggers\w+)` \|", text, re.M))
+        alerts = {rule["alert"] for rule in self.rules()}
+        self.assertEqual(documented, alerts, "the alert table of docs/operations.md and alerts.yml differ")
 
     def test_metrics_exist(self):
         metrics = registered_metrics()
