@@ -39,6 +39,9 @@ public struct Settings: Sendable {
         "shutdown_grace_secs",
     ]
 
+    /// The fields of the `retry` object, for error messages and the documentation.
+    public static let knownRetryKeys = ["max_attempts", "base_delay_secs", "max_delay_secs", "jitter"]
+
     /// Parses and checks a settings document.
     public static func parse(_ data: Data) throws(SettingsError) -> Settings {
         let document: JSONValue
@@ -173,9 +176,9 @@ public struct Settings: Sendable {
         guard case .object(let fields) = value else {
             throw SettingsError(path: "retry", message: "must be an object (got \(value.typeName))")
         }
-        let known = ["max_attempts", "base_delay_secs", "max_delay_secs", "jitter"]
-        for key in fields.keys where !known.contains(key) {
-            throw SettingsError(path: "retry.\(key)", message: "is not a known setting; known: \(known.joined(separator: ", "))")
+        for key in fields.keys where !knownRetryKeys.contains(key) {
+            throw SettingsError(
+                path: "retry.\(key)", message: "is not a known setting; known: \(knownRetryKeys.joined(separator: ", "))")
         }
         var policy = RetryPolicy.default
         if let value = fields["max_attempts"] {

@@ -12,8 +12,9 @@ final class Harness {
     let receiver: TestReceiver
     private(set) var service: ServiceProcess?
 
-    init() throws {
-        database = try TestDatabase()
+    /// Creates the test's database with `schema`, by default the tables of `TestDatabase.djangoSchema`.
+    init(schema: String = TestDatabase.djangoSchema) throws {
+        database = try TestDatabase(schema: schema)
         receiver = try TestReceiver()
     }
 

@@ -34,7 +34,8 @@ final class TestDatabase {
         );
         """
 
-    init() throws {
+    /// Creates the database and runs `schema` in it, by default `djangoSchema`.
+    init(schema: String = TestDatabase.djangoSchema) throws {
         adminURL = try TestEnvironment.adminDatabaseURL()
         name = "at_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
         let admin = try PostgresConnection(conninfo: adminURL, applicationName: "integration-tests")
@@ -43,7 +44,7 @@ final class TestDatabase {
 
         url = Self.replacingDatabase(in: adminURL, with: name)
         let connection = try PostgresConnection(conninfo: url, applicationName: "integration-tests")
-        try connection.execute(Self.djangoSchema)
+        try connection.execute(schema)
         connection.close()
     }
 
