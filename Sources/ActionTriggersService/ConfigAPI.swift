@@ -84,6 +84,11 @@ struct ConfigAPI: Sendable {
         case .success(let value): document = value
         case .failure(let problem): return problem.response
         }
+        // jsonb's || would append a non-object to the stored config as an array.
+        if partial, document.typeName != "object" {
+            let message = "the config must be a JSON object (got \(document.typeName))"
+            return .json(400, "{\"non_field_errors\": [\(jsonString(message))]}")
+        }
         let body = String(decoding: request.body, as: UTF8.self)
         return respond {
             try pool.withConnection { connection in
@@ -221,7 +226,7 @@ struct ConfigAPI: Sendable {
         return errors == "{}" ? nil : errors
     }
 
-    /// Runs a handler body, turning database failures into a logged 500 or 503.
+    /// Runs a handler body, turning database failures into a 400, 409 or 503, or a logged 500.
     private func respond(_ body: () throws -> HTTPServerResponse) -> HTTPServerResponse {
         do {
             return try body()
@@ -235,6 +240,15 @@ struct ConfigAPI: Sendable {
                 return .json(400, detail)
             }
             return .json(400, "{\"non_field_errors\": [\(jsonString(error.message))]}")
+        } catch let error as PostgresError where error.sqlState == "42501" {
+            // insufficient_privilege: creating or dropping a capture trigger needs the
+            // table's owner. The transaction rolled back, so nothing changed.
+            logger.warning("API request failed: database privilege missing", ["error": String(describing: error)])
+            return .detail(409, """
+                The database rejected the change: \(error.message). The role in DATABASE_URL must own \
+                every table that a config names, because it creates and drops their capture triggers. \
+                Nothing was changed.
+                """)
         } catch {
             logger.error("API request failed", ["error": String(describing: error)])
             return .detail(500, "Internal server error.")

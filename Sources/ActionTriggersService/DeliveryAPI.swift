@@ -23,7 +23,8 @@ struct DeliveryAPI: Sendable {
 
     // MARK: - Handlers
 
-    /// Lists a config's deliveries, newest first, `limit` per page; `next` is the URL of the next page.
+    /// Lists a config's deliveries, newest first, `limit` per page; `next` is the path and
+    /// query of the next page, or null on the last one.
     private func list(_ request: HTTPServerRequest, _ match: RouteMatch) -> HTTPServerResponse {
         guard let configID = Self.positiveID(match.parameters["id"]) else { return .detail(404, "Not found.") }
         var errors: [(String, String)] = []
@@ -52,17 +53,21 @@ struct DeliveryAPI: Sendable {
                 guard try Self.configExists(configID, connection) else { return .detail(404, "Not found.") }
                 let result: PostgresResult
                 do {
+                    // One row more than the page shows whether a next page exists.
                     result = try connection.query("""
-                        SELECT coalesce(json_agg(to_json(page) ORDER BY page.id DESC), '[]')::text AS results,
-                               min(page.id) AS last_id, count(*) AS count
+                        SELECT coalesce(json_agg(to_json(page.entry) ORDER BY page.id DESC)
+                                        FILTER (WHERE page.position <= $5::bigint), '[]')::text AS results,
+                               min(page.id) FILTER (WHERE page.position <= $5::bigint) AS last_id,
+                               count(*) > $5::bigint AS more
                         FROM (
-                            SELECT * FROM action_triggers.delivery_log l
+                            SELECT l AS entry, l.id, row_number() OVER (ORDER BY l.id DESC) AS position
+                            FROM action_triggers.delivery_log l
                             WHERE l.config_id = $1
                               AND (cardinality($2::text[]) = 0 OR l.status = ANY ($2::text[]))
                               AND ($3::timestamptz IS NULL OR l.created_at >= $3::timestamptz)
                               AND ($4::bigint IS NULL OR l.id < $4::bigint)
                             ORDER BY l.id DESC
-                            LIMIT $5
+                            LIMIT $5::bigint + 1
                         ) AS page
                         """,
                         [String(configID), Self.textArray(statuses), query["since"], before.flatMap { $0.map(String.init) },
@@ -72,7 +77,7 @@ struct DeliveryAPI: Sendable {
                 }
                 let row = try result.singleRow()
                 var next = "null"
-                if try row.int("count") == limit, let lastID = row["last_id"] {
+                if try row.bool("more"), let lastID = row["last_id"] {
                     var parameters = ["limit=\(limit ?? 100)", "before=\(lastID)"]
                     if let status = query["status"] {
                         parameters.append("status=\(Self.queryEncode(status))")

@@ -126,7 +126,7 @@ enum DeliveryStore {
         )
         INSERT INTO action_triggers.delivery_attempt
             (delivery_id, attempt, started_at, duration_ms, status_code, error, outcome)
-        SELECT r.id, r.attempt, to_timestamp(r.started_at), r.duration_ms, r.status_code, r.error, r.outcome
+        SELECT r.id, r.attempt, to_timestamp(r.started_at), round(r.duration_ms::numeric, 3)::double precision, r.status_code, r.error, r.outcome
         FROM r JOIN updated u ON u.id = r.id
         ON CONFLICT DO NOTHING
         """

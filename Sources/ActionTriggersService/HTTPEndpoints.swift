@@ -37,24 +37,37 @@ struct HTTPEndpoints: Sendable {
         return router
     }
 
-    /// Returns the response to a request, checking the API token first.
+    /// Returns the response to a request, checking the API token and the body size
+    /// first, and counts it in the request metrics whatever its status.
     func respond(to request: HTTPServerRequest, with router: Router) -> HTTPServerResponse {
-        if let apiToken, request.path == "/api" || request.path.hasPrefix("/api/") {
-            guard Self.bearerTokenMatches(request.header("Authorization"), expected: apiToken) else {
-                return .detail(401, "Authentication credentials were not provided or are invalid.",
-                               headers: [("WWW-Authenticate", "Bearer")])
-            }
-        }
-        if request.bodyTooLarge {
-            return .detail(413, "The request body is larger than the server accepts.")
-        }
         let started = ContinuousClock.now
-        let (response, template) = router.route(request)
+        let response: HTTPServerResponse
+        let template: String?
+        if let rejection = rejection(of: request) {
+            response = rejection
+            template = router.template(matching: request.path)
+        } else {
+            (response, template) = router.route(request)
+        }
         let elapsed = ContinuousClock.now - started
         metrics.recordHTTPRequest(
             template: template, method: request.method, status: response.status,
             durationSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         return response
+    }
+
+    /// Returns the 401 for an API request without the right token or the 413 for a
+    /// body over the limit, or nil when the request may be routed.
+    private func rejection(of request: HTTPServerRequest) -> HTTPServerResponse? {
+        if let apiToken, request.path == "/api" || request.path.hasPrefix("/api/"),
+           !Self.bearerTokenMatches(request.header("Authorization"), expected: apiToken) {
+            return .detail(401, "Authentication credentials were not provided or are invalid.",
+                           headers: [("WWW-Authenticate", "Bearer")])
+        }
+        if request.bodyTooLarge {
+            return .detail(413, "The request body is larger than the server accepts.")
+        }
+        return nil
     }
 
     /// Reads the gauges that come from the database; on failure they keep their last values.

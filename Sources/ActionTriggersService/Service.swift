@@ -104,7 +104,9 @@ public final class Service: Sendable {
             throw ServiceError.startup("the HTTP server failed to start: \(error)")
         }
         httpServer.withLock { $0 = server }
-        logger.info("http server listening", ["http.address": "\(listen.host):\(server.port)"])
+        // IPv6 addresses are bracketed, as in URLs and in --listen.
+        let host = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
+        logger.info("http server listening", ["http.address": "\(host):\(server.port)"])
         logger.info("service started", ["version": Version.current])
     }
 

@@ -54,7 +54,7 @@ final class ServiceMetrics: Sendable {
 
         attemptDuration = registry.histogram(
             "action_triggers_delivery_attempt_duration_seconds",
-            help: "Time from sending a webhook request to its response or failure.",
+            help: "Time of a delivery attempt, webhook or broker, from sending to its response or failure.",
             buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
         deliveriesInFlight = registry.gauge(
             "action_triggers_deliveries_in_flight", help: "Webhook requests sent and not yet finished.")

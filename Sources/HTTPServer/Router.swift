@@ -42,6 +42,13 @@ public struct Router: Sendable {
         return (.detail(405, "Method \"\(request.method)\" not allowed.", headers: [("Allow", allow)]), matchedTemplate)
     }
 
+    /// Returns the template of the first route whose path matches, whatever its method,
+    /// or nil for an unknown path. Labels the metrics of requests that are never routed.
+    public func template(matching path: String) -> String? {
+        let segments = Self.segments(path)
+        return routes.first { Self.match($0.segments, segments) != nil }?.template
+    }
+
     private static func segments(_ path: String) -> [Substring] {
         path.split(separator: "/", omittingEmptySubsequences: true)
     }

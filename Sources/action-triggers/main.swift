@@ -24,6 +24,8 @@ let usage = """
       ACTION_TRIGGERS_SETTINGS   path of the JSON settings file (optional)
       ACTION_TRIGGERS_LISTEN     host:port of the HTTP server (default 127.0.0.1:8080)
       ACTION_TRIGGERS_LOG_LEVEL  trace, debug, info, warning or error (default info)
+      ACTION_TRIGGERS_API_TOKEN  when set, /api/ requests need "Authorization: Bearer <token>";
+                                 without it, serve listens on loopback addresses only
     """
 
 let commandHelp: [String: String] = [
@@ -163,7 +165,8 @@ func runServe(_ flags: [String: String]) -> Never {
     } catch {
         fail("invalid --listen or \(error.description.replacingOccurrences(of: "invalid settings: ", with: ""))", usageError: true)
     }
-    let token = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_API_TOKEN"]
+    // An empty value means no token, as in env files that list every variable.
+    let token = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_API_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     let service = Service(
         configuration: .init(databaseURL: databaseURL(flags), settings: settings, listen: listen, apiToken: token),
         logLevel: level)
@@ -210,17 +213,45 @@ func runMigrate(_ flags: [String: String]) -> Never {
 func runUninstall(_ flags: [String: String]) -> Never {
     let logger = Logger(component: "uninstall", level: logLevel())
     guard flags["yes"] == "true" else {
-        fail("uninstall drops every capture trigger and the action_triggers schema with its configs, outbox and "
-             + "delivery log; run it again with --yes to do that", usageError: true)
+        printUninstallPlan(flags)
     }
     do {
         let connection = try PostgresConnection(conninfo: databaseURL(flags), applicationName: "action-triggers/uninstall")
         _ = try Uninstaller.uninstall(connection, logger: logger)
         exit(0)
+    } catch let error as PostgresError where error.sqlState == "42501" {
+        logger.error("uninstall failed, nothing was removed; run it as the owner of the tables or as a superuser", [
+            "error": String(describing: error),
+        ])
+        exit(1)
     } catch {
         logger.error("uninstall failed, nothing was removed", ["error": String(describing: error)])
         exit(1)
     }
+}
+
+/// Prints what `uninstall --yes` would remove and exits 2, changing nothing.
+func printUninstallPlan(_ flags: [String: String]) -> Never {
+    let summary = "uninstall drops every capture trigger and the action_triggers schema with its configs, outbox "
+        + "and delivery log; run it again with --yes to do that"
+    let plan: Uninstaller.Plan
+    do {
+        let connection = try PostgresConnection(conninfo: databaseURL(flags), applicationName: "action-triggers/uninstall")
+        plan = try Uninstaller.plan(connection)
+    } catch {
+        fail("\(summary). Listing what it would remove failed: \(error)", usageError: true)
+    }
+    var lines = ["Without --yes, nothing was changed. With --yes, uninstall would remove:"]
+    if !plan.installed {
+        lines.append("  nothing: the action_triggers schema does not exist")
+    } else {
+        for trigger in plan.triggers {
+            lines.append("  trigger \(trigger.name) on \(trigger.table)")
+        }
+        lines.append("  schema action_triggers, with its configs, outbox and delivery log")
+    }
+    FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    exit(2)
 }
 
 let arguments = CommandLine.arguments.dropFirst()

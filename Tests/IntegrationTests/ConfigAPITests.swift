@@ -111,6 +111,56 @@ struct ConfigAPITests {
         #expect(forbidden.connectionCount == 0)
     }
 
+    @Test("table the service role does not own is 409")
+    func missingTableOwnership() async throws {
+        let harness = try Harness()
+        let database = harness.database
+        let role = "owner_" + database.name
+        try database.execute("""
+            CREATE ROLE \(role) LOGIN;
+            GRANT CREATE ON DATABASE \(database.name) TO \(role);
+            ALTER TABLE myapp_customer OWNER TO \(role);
+            GRANT SELECT ON myapp_product TO \(role);
+            """)
+        defer { _ = try? database.execute("DROP OWNED BY \(role); DROP ROLE \(role)") }
+        #expect(database.url.contains("//postgres@"), "the test expects the admin URL to name the user postgres")
+        let service = try ServiceProcess(
+            databaseURL: database.url.replacingOccurrences(of: "//postgres@", with: "//\(role)@"),
+            settings: Harness.settings(allowing: [harness.receiver]))
+        defer { service.stop(signal: SIGKILL) }
+        try await service.waitUntilReady()
+        let api = try await service.httpBaseURL() + "/api/action-triggers"
+        func config(model: String, active: Bool) -> String {
+            """
+            {"config_signals": [{"signal": "post_save"}],
+             "content_types": [{"app_label": "myapp", "model_name": "\(model)"}],
+             "webhooks": [{"url": "\(harness.receiver.baseURL)/hook", "http_method": "POST"}],
+             "active": \(active)}
+            """
+        }
+
+        // Creating a trigger on a table owned by another role.
+        let created = try await send("POST", api, body: config(model: "Product", active: true))
+        #expect(created.status == 409)
+        #expect(created.body.contains("permission denied for table myapp_product"), "\(created.body)")
+        #expect(created.body.contains("The role in DATABASE_URL must own every table that a config names"))
+        #expect(try database.query("SELECT count(*) AS n FROM action_triggers.config").singleRow().int("n") == 0)
+
+        // Dropping the trigger after the table changed owner.
+        let owned = try await send("POST", api, body: config(model: "Customer", active: true))
+        #expect(owned.status == 201, "\(owned.body)")
+        let id = try #require(try owned.json() as? [String: Any])["id"] as? Int
+        try database.execute("ALTER TABLE myapp_customer OWNER TO postgres")
+        for (method, body) in [("PATCH", #"{"active": false}"#), ("PUT", config(model: "Customer", active: false)), ("DELETE", "")] {
+            let reply = try await send(method, "\(api)/\(try #require(id))", body: body.isEmpty ? nil : body)
+            #expect(reply.status == 409, "\(method): \(reply.body)")
+            #expect(reply.body.contains("must be owner of"), "\(method): \(reply.body)")
+        }
+        let stored = try database.query("SELECT active FROM action_triggers.config").singleRow()
+        #expect(stored["active"] == "t")
+        #expect(service.log.contains("msg=\"API request failed: database privilege missing\""))
+    }
+
     @Test("schemathesis finds no server error or schema mismatch")
     func schemathesis() async throws {
         guard let tool = ProcessInfo.processInfo.environment["ACTION_TRIGGERS_TEST_SCHEMATHESIS"], !tool.isEmpty else {
@@ -202,6 +252,23 @@ struct ConfigAPITests {
             let count = try harness.database.query("SELECT count(*) AS n FROM action_triggers.\(table)").singleRow().int("n")
             #expect(count == 0, "rows in action_triggers.\(table)")
         }
+    }
+
+    @Test("non-object body names its type", arguments: [
+        ("\"x\"", "string"), ("5", "number"), ("null", "null"), ("true", "boolean"), ("[1]", "array"),
+    ])
+    func nonObjectBody(body: String, typeName: String) async throws {
+        let (harness, api) = try await start()
+        let id = try harness.createConfig(harness.exampleOneConfig())
+        let expected = #"{"non_field_errors": ["the config must be a JSON object (got \#(typeName))"]}"#
+
+        for (method, url) in [("POST", api), ("PUT", "\(api)/\(id)"), ("PATCH", "\(api)/\(id)")] {
+            let reply = try await send(method, url, body: body)
+            #expect(reply.status == 400, "\(method)")
+            #expect(reply.body == expected, "\(method): \(reply.body)")
+        }
+        let stored = try harness.database.query("SELECT action_triggers.get_config(id)::text AS config FROM action_triggers.config")
+        #expect(stored.rows.count == 1)
     }
 
     @Test("wrong media type, size and ids")

@@ -237,6 +237,7 @@ struct ConfigTests {
         } catch let error as PostgresError {
             #expect(error.sqlState == "22023")
             #expect(error.message.hasPrefix("invalid config: "))
+            #expect(!error.message.contains("non_field_errors"), "\(error.message)")
             #expect(error.detail == errors)
         }
         #expect(try connection.query("SELECT count(*) AS n FROM action_triggers.config").singleRow().int("n") == 0)
@@ -352,6 +353,42 @@ struct ConfigTests {
         #expect(delivery["last_status_code"] == nil)
         #expect(forbidden.connectionCount == 0)
         #expect(forbidden.requests.isEmpty)
+    }
+
+    @Test("config outside a narrowed allowlist can be switched off")
+    func switchOffOutsideAllowlist() async throws {
+        let harness = try Harness()
+        let forbidden = try TestReceiver()
+        try await harness.startService(settings: Harness.settings(allowing: [harness.receiver, forbidden]))
+        let configID = try harness.createConfig("""
+            {"config_signals": [{"signal": "post_save"}],
+             "content_types": [{"app_label": "myapp", "model_name": "Customer"}],
+             "webhooks": [{"url": "\(forbidden.baseURL)/hook", "http_method": "POST"}],
+             "active": true}
+            """)
+        let service = try await harness.startService(settings: Harness.settings(allowing: [harness.receiver]))
+        let url = try await service.httpBaseURL() + "/api/action-triggers/\(configID)"
+
+        let switchedOff = try await send("PATCH", url, body: #"{"active": false}"#)
+        #expect(switchedOff.status == 200, "\(switchedOff.body)")
+        let stored = try harness.database.query("SELECT active FROM action_triggers.config WHERE id = $1", [String(configID)])
+        #expect(try stored.singleRow()["active"] == "f")
+
+        // Switching it on again checks the URL, through the API and through plain SQL.
+        let switchedOn = try await send("PATCH", url, body: #"{"active": true}"#)
+        #expect(switchedOn.status == 400)
+        let errors = try #require(try switchedOn.json() as? [String: [String]], "\(switchedOn.body)")
+        #expect(errors["webhooks[0].url"]?.first?.contains("does not match any of whitelisted_webhook_endpoint_patterns") == true)
+        do {
+            try harness.database.query("UPDATE action_triggers.config SET active = true WHERE id = $1", [String(configID)])
+            Issue.record("plain SQL switched on a config whose URL the allowlist rejects")
+        } catch let error as PostgresError {
+            #expect(error.message.contains("does not match any of whitelisted_webhook_endpoint_patterns"))
+        }
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('off', 'o@example.com')")
+        try await Task.sleep(for: .seconds(1))
+        #expect(try harness.database.query("SELECT count(*) AS n FROM action_triggers.delivery").singleRow().int("n") == 0)
+        #expect(forbidden.connectionCount == 0)
     }
 
     @Test("URLs are redacted in messages", arguments: [

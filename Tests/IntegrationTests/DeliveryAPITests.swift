@@ -75,6 +75,11 @@ struct DeliveryAPITests {
         let base = try #require(api.range(of: "/api/action-triggers")).lowerBound
         let secondPage = try #require(try await send("GET", String(api[..<base]) + next).json() as? [String: Any])
         #expect((secondPage["results"] as? [[String: Any]])?.count == 1)
+        #expect(secondPage["next"] is NSNull, "\(secondPage)")
+        // A last page that is exactly full has no next page either.
+        let fullPage = try #require(try await send("GET", "\(api)/\(configID)/deliveries?limit=3").json() as? [String: Any])
+        #expect((fullPage["results"] as? [[String: Any]])?.count == 3)
+        #expect(fullPage["next"] is NSNull, "\(fullPage)")
 
         harness.receiver.defaultResponse = .init(status: 200, body: "ok")
         let reply = try await send("POST", "\(api)/\(configID)/deliveries/redeliver", body: #"{"statuses": ["failed"]}"#)
@@ -84,6 +89,32 @@ struct DeliveryAPITests {
             try harness.database.query(
                 "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 3
         }
+    }
+
+    @Test("SQL bulk redelivery rejects unknown configs and statuses")
+    func sqlBulkRedeliveryChecks() throws {
+        let harness = try Harness()
+        _ = try MigrationHelper.migrate(try harness.database.connect())
+        let configID = try harness.createConfig(harness.exampleOneConfig())
+        let cases: [(String, [String], String, String)] = [
+            ("SELECT action_triggers.redeliver_config(999999)", [], "P0002", "config 999999 not found"),
+            ("SELECT action_triggers.redeliver_config($1, ARRAY['bogus', 'failed'])", [String(configID)], "22023",
+             "statuses must be a non-empty list of succeeded, failed, dead (got 'bogus')"),
+            ("SELECT action_triggers.redeliver_config($1, ARRAY[]::text[])", [String(configID)], "22023",
+             "statuses must be a non-empty list of succeeded, failed, dead (got none)"),
+        ]
+
+        for (statement, parameters, sqlState, message) in cases {
+            do {
+                try harness.database.query(statement, parameters)
+                Issue.record("\(statement) succeeded")
+            } catch let error as PostgresError {
+                #expect(error.sqlState == sqlState, "\(statement)")
+                #expect(error.message == message, "\(statement)")
+            }
+        }
+        let valid = try harness.database.query("SELECT action_triggers.redeliver_config($1) AS n", [String(configID)])
+        #expect(try valid.singleRow().int("n") == 0)
     }
 
     @Test("redelivery of a pending delivery is 409")

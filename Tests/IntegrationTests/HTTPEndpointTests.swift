@@ -150,7 +150,68 @@ struct HTTPEndpointTests {
         #expect(rightStatus == 200)
         #expect(healthStatus == 200)
         #expect(!service.log.contains("s3cret-token"))
+        // Rejected requests are counted too, under the route they were sent to.
+        let (_, metrics, _) = try await get(base + "/metrics")
+        #expect(metrics.contains(#"action_triggers_http_requests_total{route="/api/action-triggers",method="GET",status="401"} 2"#),
+                "\(metrics)")
+        #expect(metrics.contains(#"action_triggers_http_requests_total{route="/api/action-triggers",method="GET",status="200"} 1"#))
         service.stop()
+    }
+
+    @Test("IPv6 listen address is logged bracketed")
+    func ipv6ListenAddress() async throws {
+        let harness = try Harness()
+        let service = try ServiceProcess(
+            databaseURL: harness.database.url, settings: Harness.settings(allowing: [harness.receiver]),
+            environment: ["ACTION_TRIGGERS_LISTEN": "[::1]:0"])
+        try await service.waitUntilReady()
+
+        let base = try await service.httpBaseURL()
+        // URLSession on Linux rejects IPv6 literals in URLs, so Python's urllib requests the URL.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestEnvironment.python())
+        process.arguments = ["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).status)", base + "/healthz"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let status = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+
+        #expect(base.hasPrefix("http://[::1]:"), "\(base)")
+        #expect(status == "200\n")
+        service.stop()
+    }
+
+    @Test("empty API token means no token")
+    func emptyAPIToken() async throws {
+        let harness = try Harness()
+        let service = try ServiceProcess(
+            databaseURL: harness.database.url, settings: Harness.settings(allowing: [harness.receiver]),
+            environment: ["ACTION_TRIGGERS_API_TOKEN": ""])
+        try await service.waitUntilReady()
+        let base = try await service.httpBaseURL()
+
+        let (withoutHeader, _, _) = try await get(base + "/api/action-triggers")
+        let (emptyBearer, _, _) = try await get(base + "/api/action-triggers", headers: ["Authorization": "Bearer "])
+
+        #expect(withoutHeader == 200)
+        #expect(emptyBearer == 200)
+        service.stop()
+    }
+
+    @Test("oversized body is 413 and counted")
+    func oversizedBodyCounted() async throws {
+        let harness = try Harness()
+        let service = try await harness.startService()
+        let base = try await service.httpBaseURL()
+
+        let reply = try await send("POST", base + "/api/action-triggers", body: String(repeating: " ", count: 2 * 1024 * 1024))
+        let (_, metrics, _) = try await get(base + "/metrics")
+
+        #expect(reply.status == 413)
+        #expect(metrics.contains(#"action_triggers_http_requests_total{route="/api/action-triggers",method="POST",status="413"} 1"#),
+                "\(metrics)")
     }
 
     @Test("non-loopback address without a token is refused")

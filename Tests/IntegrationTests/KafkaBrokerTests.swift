@@ -63,6 +63,27 @@ struct KafkaBrokerTests {
         #expect(metrics.contains(#"action_triggers_delivery_attempts_total{target="kafka",outcome="succeeded"} 3"#))
     }
 
+    @Test("queue conn_details add librdkafka properties")
+    func queueConnectionProperties() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("queue-level", partitions: 1)
+        let harness = try Harness()
+        let service = try await harness.startService(settings: settings(harness, connDetails: "{}", params: #"{"topic": "queue-level"}"#))
+        let queue = #"{"name": "kafka", "conn_details": {"bootstrap.servers": "\#(cluster.bootstrapServers)", "linger.ms": 5, "client.id": "crm"}}"#
+
+        let reply = try await send("POST", try await service.httpBaseURL() + "/api/action-triggers", body: customerConfig(queue: queue))
+        #expect(reply.status == 201, "\(reply.body)")
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('Ada', 'ada@example.com')")
+        try await harness.waitUntil("the delivery succeeds") {
+            try harness.database.query(
+                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 1
+        }
+
+        let consumer = try KafkaConsumer(bootstrapServers: cluster.bootstrapServers, topic: "queue-level", partitions: 1)
+        let message = try #require(try consumer.next(timeout: .seconds(10)))
+        #expect(String(decoding: message.value, as: UTF8.self) == #"{"id": 1, "name": "Ada", "email": "ada@example.com"}"#)
+    }
+
     @Test("oversized message fails at once")
     func oversized() async throws {
         let cluster = try KafkaMockCluster(brokers: 1)

@@ -80,6 +80,10 @@ struct RetryTests {
         #expect(requests.count == 1)
         #expect(requests.first?.method == "POST")
         #expect(requests.allSatisfy { $0.path != "/moved" })
+        // Durations are stored in whole microseconds, without binary floating-point noise.
+        let attempt = try harness.database.query(
+            "SELECT duration_ms = round(duration_ms::numeric, 3)::double precision AS rounded FROM action_triggers.delivery_attempt")
+        #expect(try attempt.singleRow()["rounded"] == "t")
     }
 
     @Test("slow receiver is cut at the timeout, then retried")

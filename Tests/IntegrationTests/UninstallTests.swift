@@ -35,9 +35,13 @@ struct UninstallTests {
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('Ada', 'ada@example.com')")
         #expect(try countTriggers(harness) == 3)
 
-        let refused = try runCommand(["uninstall"], databaseURL: harness.database.url)
-        #expect(refused.status == 2)
-        #expect(refused.output.contains("run it again with --yes"))
+        let planned = try runCommand(["uninstall"], databaseURL: harness.database.url)
+        #expect(planned.status == 2)
+        #expect(planned.output.contains("Without --yes, nothing was changed. With --yes, uninstall would remove:"))
+        let listed = planned.output.split(separator: "\n").filter { $0.hasPrefix("  trigger ") }
+        #expect(listed.count == 3, "\(planned.output)")
+        #expect(listed.contains("  trigger action_triggers_post_save on myapp_customer"), "\(planned.output)")
+        #expect(planned.output.contains("  schema action_triggers, with its configs, outbox and delivery log"))
         #expect(try countTriggers(harness) == 3)
 
         let done = try runCommand(["uninstall", "--yes"], databaseURL: harness.database.url)
@@ -54,5 +58,8 @@ struct UninstallTests {
         let again = try runCommand(["uninstall", "--yes"], databaseURL: harness.database.url)
         #expect(again.status == 0)
         #expect(again.output.contains("nothing to remove"))
+        let plannedAgain = try runCommand(["uninstall"], databaseURL: harness.database.url)
+        #expect(plannedAgain.status == 2)
+        #expect(plannedAgain.output.contains("  nothing: the action_triggers schema does not exist"))
     }
 }

@@ -395,11 +395,13 @@ $$;
 -- Returns why the service may not connect to a webhook URL, or NULL when it may.
 --
 -- The URL must be absolute http(s). When whitelisted_webhook_endpoint_patterns is
--- set, it must also match one of those PostgreSQL regular expressions from its first
--- character, like the ancestor's Python re.match. The service runs this check when a
--- config is saved and again right before each attempt, so there is one rule and one
--- regular expression engine.
-CREATE FUNCTION action_triggers.webhook_url_error(url text) RETURNS text
+-- set and `check_allowlist` is true, it must also match one of those PostgreSQL
+-- regular expressions from its first character, like the ancestor's Python re.match.
+-- The service runs this check when an active config is saved and again right before
+-- each attempt, so there is one rule and one regular expression engine. An inactive
+-- config skips the allowlist, so a config whose URL the allowlist no longer allows
+-- can still be switched off. Switching it on checks the URL again.
+CREATE FUNCTION action_triggers.webhook_url_error(url text, check_allowlist boolean DEFAULT true) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     patterns jsonb := (SELECT value FROM action_triggers.setting WHERE key = 'whitelisted_webhook_endpoint_patterns');
@@ -408,7 +410,7 @@ BEGIN
     IF url !~* '^https?://[^/?#[:space:]]+([/?#][^[:space:]]*)?$' THEN
         RETURN format('%s is not an absolute http:// or https:// URL', to_jsonb(action_triggers.redact_url(url)));
     END IF;
-    IF patterns IS NULL THEN
+    IF patterns IS NULL OR NOT check_allowlist THEN
         RETURN NULL;
     END IF;
     FOR pattern IN SELECT jsonb_array_elements_text(patterns) LOOP
@@ -479,8 +481,9 @@ $$;
 CREATE FUNCTION action_triggers.check_webhook() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
+    config_active boolean := coalesce((SELECT c.active FROM action_triggers.config c WHERE c.id = NEW.config_id), true);
     problem text := coalesce(
-        action_triggers.webhook_url_error(NEW.url),
+        action_triggers.webhook_url_error(NEW.url, config_active),
         action_triggers.webhook_headers_error(NEW.headers));
 BEGIN
     IF problem IS NOT NULL THEN
@@ -491,6 +494,28 @@ END
 $$;
 CREATE TRIGGER check_webhook BEFORE INSERT OR UPDATE ON action_triggers.webhook
     FOR EACH ROW EXECUTE FUNCTION action_triggers.check_webhook();
+
+-- Checks the webhook URLs of a config against the allowlist when the config is
+-- switched on with plain SQL. update_config replaces the webhooks after it sets
+-- `active`, so check_webhook checks those.
+CREATE FUNCTION action_triggers.check_activated_webhooks() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    problem text;
+BEGIN
+    SELECT action_triggers.webhook_url_error(w.url) INTO problem
+    FROM action_triggers.webhook w
+    WHERE w.config_id = NEW.id AND action_triggers.webhook_url_error(w.url) IS NOT NULL
+    ORDER BY w.position
+    LIMIT 1;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = problem;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER check_activated_webhooks BEFORE UPDATE OF active ON action_triggers.config
+    FOR EACH ROW WHEN (NEW.active AND NOT OLD.active) EXECUTE FUNCTION action_triggers.check_activated_webhooks();
 
 CREATE FUNCTION action_triggers.register_model(app_label text, model_name text, table_name regclass) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -866,7 +891,10 @@ BEGIN
             IF fixed ? key THEN
                 errors := action_triggers.add_error(errors, format('%s.%s.%s', path, field, key), format(
                     'is set by broker %s in the settings file, so a config cannot override it', queue ->> 'name'));
-            ELSIF field = 'conn_details' AND NOT (broker -> 'connection_keys') ? key THEN
+            -- A broker type without a list of connection keys (Kafka, whose conn_details are
+            -- librdkafka properties) takes any key; librdkafka checks them at delivery.
+            ELSIF field = 'conn_details' AND jsonb_typeof(broker -> 'connection_keys') = 'array'
+                  AND NOT (broker -> 'connection_keys') ? key THEN
                 errors := action_triggers.add_error(errors, format('%s.%s.%s', path, field, key), format(
                     'is not a %s connection setting; known: %s', broker ->> 'broker_type',
                     (SELECT string_agg(k, ', ') FROM jsonb_array_elements_text(broker -> 'connection_keys') AS k)));
@@ -1175,7 +1203,8 @@ BEGIN
                     errors := action_triggers.add_error(errors, path || '.url',
                         format('must be a string (got %s)', action_triggers.json_type(item -> 'url')));
                 ELSE
-                    problem := action_triggers.webhook_url_error(item ->> 'url');
+                    problem := action_triggers.webhook_url_error(
+                        item ->> 'url', body -> 'active' IS DISTINCT FROM 'false'::jsonb);
                     IF problem IS NOT NULL THEN
                         errors := action_triggers.add_error(errors, path || '.url', problem);
                     END IF;
@@ -1283,7 +1312,10 @@ BEGIN
     SELECT key INTO first_path FROM jsonb_object_keys(errors) AS k(key) ORDER BY key LIMIT 1;
     RAISE EXCEPTION USING
         ERRCODE = 'invalid_parameter_value',
-        MESSAGE = format('invalid config: %s %s', first_path, errors -> first_path ->> 0),
+        MESSAGE = CASE first_path
+            WHEN 'non_field_errors' THEN format('invalid config: %s', errors -> first_path ->> 0)
+            ELSE format('invalid config: %s %s', first_path, errors -> first_path ->> 0)
+        END,
         DETAIL = errors::text,
         HINT = 'DETAIL lists every invalid field as {"field.path": ["message", ...]}';
 END
@@ -1494,14 +1526,32 @@ END
 $$;
 
 -- Sends a config's finished deliveries with one of `statuses` created since `since`
--- again, as redeliver does; returns how many changed.
+-- again, as redeliver does; returns how many changed. Raises no_data_found for an
+-- unknown config and invalid_parameter_value for statuses other than succeeded,
+-- failed and dead, where the REST API returns 404 and 400.
 CREATE FUNCTION action_triggers.redeliver_config(
     config_id bigint, statuses text[] DEFAULT '{failed,dead}', since timestamptz DEFAULT '-infinity'
 ) RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT action_triggers.redeliver(ARRAY(
+LANGUAGE plpgsql AS $$
+DECLARE
+    invalid text;
+BEGIN
+    PERFORM 1 FROM action_triggers.config c WHERE c.id = redeliver_config.config_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('config %s not found', config_id);
+    END IF;
+    SELECT string_agg(coalesce(quote_literal(s), 'NULL'), ', ') INTO invalid
+    FROM unnest(statuses) AS s
+    WHERE s IS NULL OR s NOT IN ('succeeded', 'failed', 'dead');
+    IF invalid IS NOT NULL OR coalesce(cardinality(statuses), 0) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('statuses must be a non-empty list of succeeded, failed, dead (got %s)',
+                             coalesce(invalid, 'none'));
+    END IF;
+    RETURN action_triggers.redeliver(ARRAY(
         SELECT d.id FROM action_triggers.delivery d
-        WHERE d.config_id = redeliver_config.config_id AND d.status = ANY (statuses) AND d.created_at >= since))
+        WHERE d.config_id = redeliver_config.config_id AND d.status = ANY (statuses) AND d.created_at >= since));
+END
 $$;
 
 -- Deletes up to batch_size events dispatched before `older_than` whose deliveries
