@@ -5,7 +5,11 @@
 # libraries. Build and run it with docker-compose.yml, or on its own:
 #
 #   docker build -t action-triggers .
-#   docker run --env-file deploy/action-triggers.env -p 127.0.0.1:8080:8080 action-triggers
+#   docker run --env-file deploy/action-triggers.env -e DATABASE_URL=postgresql://USER@HOST/DB \
+#       -p 127.0.0.1:8080:8080 action-triggers
+#
+# The env file's own DATABASE_URL names the host `postgres`, which only the
+# compose network resolves, hence the -e override.
 #
 # The development packages below are the `providers` of the system-library targets
 # in Package.swift, and the runtime packages are their shared libraries; a test in

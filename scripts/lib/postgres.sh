@@ -6,7 +6,8 @@
 #
 #   ensure_packages PKG...   install missing Debian packages with apt-get
 #   pg_start DATADIR PORT    start (and on first use initdb) a cluster in DATADIR
-#                            and export PG_URL. PG_FAST=1 turns fsync off
+#                            and export PG_URL. PG_FAST=1 turns fsync off. Sets
+#                            PG_STARTED to 1, or to 0 when it reused a running server
 #   pg_stop DATADIR          stop that cluster, succeeding if it is not running
 #   pg_restart DATADIR       restart that cluster with a fast shutdown
 #   pg_wipe DATADIR          stop that cluster and delete its files
@@ -208,6 +209,7 @@ pg_start() {
             _pg_log "reusing PostgreSQL already running from $datadir on 127.0.0.1:$port"
             PG_URL=$(pg_url "$port")
             export PG_URL
+            PG_STARTED=0
             return 0
         fi
         _pg_error "a PostgreSQL server already runs from $datadir but does not accept connections on 127.0.0.1:$port. Stop it with: $bindir/pg_ctl stop --pgdata=$cluster_dir"
@@ -265,6 +267,7 @@ pg_start() {
 
     PG_URL=$(pg_url "$port")
     export PG_URL
+    PG_STARTED=1
 }
 
 # Stop the cluster in DATADIR with a fast shutdown, which ends open sessions.
