@@ -220,6 +220,8 @@ struct ConfigTests {
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "headers": {"Content-Length": "2"}}]}"#, "webhooks[0].headers.Content-Length", "controls the HTTP connection"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": [{"url": "http://127.0.0.1/", "http_method": "POST", "headers": {"webhook-id": "x"}}]}"#, "webhooks[0].headers.webhook-id", "is set by the service"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true}"#, "webhooks", "add at least one webhook or msg_broker_queues entry"),
+        (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "webhooks": [{"url": "http://127.0.0.1:9/x", "http_method": "POST"}]}"#, "active", "is required: must be true or false"),
+        (#"{"config_signals": [{}], "content_types": [{"model_name": "Customer"}], "webhooks": [{"url": "http://127.0.0.1:9/x"}], "active": true}"#, "webhooks[0].http_method", "is required: must be one of GET, POST, PUT, PATCH, DELETE"),
         (#"{"config_signals": [{"signal": "post_save"}], "content_types": [{"app_label": "myapp", "model_name": "Customer"}], "active": true, "webhooks": []}"#, "webhooks", "add at least one webhook or msg_broker_queues entry"),
     ])
     func invalidBodies(body: String, path: String, message: String) throws {

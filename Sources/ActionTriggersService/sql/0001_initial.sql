@@ -547,9 +547,12 @@ END
 $$;
 
 -- Appends one message to the list of a field path in an error object.
+-- Checks write "must be ... (got missing)" for a field that is absent, which reads
+-- as "is required: must be ..." instead, so the user sees the field is missing.
 CREATE FUNCTION action_triggers.add_error(errors jsonb, path text, message text) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT errors || jsonb_build_object(path, coalesce(errors -> path, '[]'::jsonb) || to_jsonb(message))
+    SELECT errors || jsonb_build_object(path, coalesce(errors -> path, '[]'::jsonb) || to_jsonb(
+        regexp_replace(message, '^(must be .*) \(got missing\)$', 'is required: \1')))
 $$;
 
 -- Returns the JSON type name of a value for error messages, "missing" for SQL NULL.
