@@ -343,8 +343,10 @@ struct ConfigTests {
         // Saved while allowed, then the allowlist narrows: the delivery fails unsent.
         try await harness.startService(settings: Harness.settings(allowing: [harness.receiver, forbidden]))
         try harness.database.query("SELECT action_triggers.delete_config($1)", [String(configID)])
-        try harness.createConfig(forbiddenConfig)
-        try await harness.startService(settings: Harness.settings(allowing: [harness.receiver]))
+        let forbiddenID = try harness.createConfig(forbiddenConfig)
+        let narrowed = try await harness.startService(settings: Harness.settings(allowing: [harness.receiver]))
+        try await narrowed.waitForLog("msg=\"active config has a webhook that cannot be sent; fix its URL or switch the config off\"")
+        #expect(narrowed.log.contains("config.id=\(forbiddenID) webhook.position=0"), "\(narrowed.log)")
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('blocked', 'b@example.com')")
         try await harness.waitUntil("the delivery fails") {
             try harness.onlyDeliveryStatus() == "failed"

@@ -43,6 +43,20 @@ struct DynamicValueTests {
         #expect(try !stored.string("headers").contains(secret))
     }
 
+    @Test("unset environment variable is a start-up warning")
+    func unsetVariableWarned() async throws {
+        let harness = try Harness()
+        let settings = Harness.settings(
+            allowing: [harness.receiver],
+            extra: #""dynamic_values": {"myapp.set": {"env": "MYAPP_SET_TOKEN"}, "myapp.unset": {"env": "MYAPP_UNSET_TOKEN"}}"#)
+        let service = try await harness.startService(settings: settings, environment: ["MYAPP_SET_TOKEN": "present"])
+
+        try await service.waitForLog("msg=\"dynamic value's environment variable is not set; deliveries that use it fail until it is\"")
+        #expect(service.log.contains("dynamic_value.name=myapp.unset variable=MYAPP_UNSET_TOKEN"), "\(service.log)")
+        #expect(!service.log.contains("variable=MYAPP_SET_TOKEN"))
+        #expect(!service.log.contains("present"))
+    }
+
     @Test("name not in dynamic_values is 400")
     func unlistedName() async throws {
         let harness = try Harness()
