@@ -631,15 +631,17 @@ TARGETS = {
     "app-cost": {
         "measurements": ["django_ours_none", "django_ours_config", "django_ancestor_none", "django_ancestor_config"],
         "rows": lambda r: {
-            "saves/s, no config (service running)": r["django_ours_none"]["saves_per_sec"],
+            "saves/s, no config (plain Django, service running)": r["django_ours_none"]["saves_per_sec"],
             "saves/s, action-triggers config": r["django_ours_config"]["saves_per_sec"],
-            "ratio action-triggers config / none": r["django_ours_config"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
+            "ratio action-triggers config / no config": r["django_ours_config"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
             "saves/s, ancestor installed, no config": r["django_ancestor_none"]["saves_per_sec"],
             "saves/s, ancestor config": r["django_ancestor_config"]["saves_per_sec"],
-            "ratio ancestor config / none":
+            "ratio ancestor config / no config (plain Django)":
+                r["django_ancestor_config"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
+            "ratio ancestor config / ancestor installed, no config":
                 r["django_ancestor_config"]["saves_per_sec"] / r["django_ancestor_none"]["saves_per_sec"],
         },
-        "check": ("ratio action-triggers config / none", ">=", 0.8),
+        "check": ("ratio action-triggers config / no config", ">=", 0.8),
     },
     "pgbench": {
         "measurements": ["pgbench_none", "pgbench_config"],

@@ -150,6 +150,16 @@ final class Dispatcher: Sendable {
         FROM created
         """
 
+    /// How long the dispatcher waits after a wake-up, when events keep coming, before it
+    /// dispatches. Every dispatch costs a statement, a claim and a record whatever its
+    /// size, so at high rates a short wait puts several events in one batch and leaves
+    /// more CPU to the application. Below about 300 events/s no wait applies.
+    static let gatherDelay = Duration.milliseconds(5)
+
+    /// The time since the last dispatch that took events, under which a wake-up counts as
+    /// busy and waits `gatherDelay`.
+    static let busyInterval = Duration.milliseconds(3)
+
     init(
         conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth,
         metrics: ServiceMetrics, vacuum: OutboxVacuum? = nil,
@@ -178,8 +188,15 @@ final class Dispatcher: Sendable {
             health.set(.dispatcher, ready: true)
             var lastSync = ContinuousClock.now
             var woken = false
+            var lastEvents: ContinuousClock.Instant?
             while !stop.isSet {
+                if woken, let lastEvents, ContinuousClock.now - lastEvents < Self.busyInterval {
+                    Thread.sleep(forTimeInterval: Self.gatherDelay.seconds)
+                }
                 let events = try dispatchAll(connection)
+                if events > 0 {
+                    lastEvents = .now
+                }
                 if woken && events == 0 {
                     // A wake-up that brought no event can mean redeliveries, which create
                     // none. The workers are woken after the dispatch, not before it, so
@@ -271,6 +288,7 @@ final class Dispatcher: Sendable {
             metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
             if deliveries.all > 0 {
                 onDeliveriesCreated(deliveries.broker > 0)
+                _ = vacuum?.rowsChanged(deliveries.all)
             }
             if events > 0 {
                 logger.debug("dispatched events", ["dispatch.events": events, "dispatch.deliveries": deliveries.all])

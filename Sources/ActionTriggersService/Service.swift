@@ -65,7 +65,7 @@ public final class Service: Sendable {
         let dynamicValues = DynamicValueResolver(definitions: configuration.settings.dynamicValues)
         let vacuum = OutboxVacuum(logger: Logger(component: "dispatcher", level: logLevel))
         let onAttemptsRecorded: @Sendable (Int) -> Void = { count in
-            if vacuum.deliveriesFinished(count) {
+            if vacuum.rowsChanged(count) {
                 dispatcherWake.raise()
             }
         }
