@@ -8,16 +8,17 @@ minute of the shared machine hits both sides of each ratio. Each target prints
 its figure, its ratio and min / median / max over the runs, and the program
 exits with status 1 when a target is missed (median over the runs).
 
-Measurements:
-  insert_pg        10,000 single-row INSERTs from one psycopg client, no config
-  insert_ours      the same with a post_save webhook config and the service running
-  django_*         10,000 Customer saves through the Django ORM (bench/django), with
-                   and without a config, for the service and for the ancestor
-  drain            100,000 events in the outbox when the service starts; RSS sampled
-  idle             process start to /readyz 200, then RSS after 2 s idle
-  pgbench_*        pgbench TPC-B with and without a post_save config on pgbench_accounts
-  steady           200 inserts/s for 15 s, latency per row (bench.py's run_steady)
-  templates_*      a backlog of Sale events drained with and without a payload template
+Measurements (docs/benchmarks.md describes each):
+
+- insert_pg: 10,000 single-row INSERTs from one psycopg client, no config.
+- insert_ours: the same with a post_save webhook config and the service running.
+- django_*: 10,000 Customer saves through the Django ORM (bench/django), with and
+  without a config, for the service and for the ancestor.
+- drain: 100,000 events in the outbox when the service starts, with RSS sampled.
+- idle: process start to the first /readyz 200, then RSS after 2 s idle.
+- pgbench_*: pgbench TPC-B with and without a post_save config on pgbench_accounts.
+- steady: 200 inserts/s for 15 s, latency per row (bench.py's run_steady).
+- templates_*: a backlog of Sale events drained with and without a payload template.
 """
 
 import argparse
@@ -81,7 +82,7 @@ class Suite:
     def url(self, database):
         return f"postgresql://postgres@127.0.0.1:{self.options.pg_port}/{database}"
 
-    def django(self, database, ancestor, *arguments, capture=False):
+    def django(self, database, ancestor, *arguments):
         """Runs bench/django/loadgen.py with the ancestor's venv and returns its standard output."""
         environment = dict(os.environ)
         environment["BENCH_DATABASE_URL"] = self.url(database)
@@ -195,7 +196,7 @@ class Service:
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             time.sleep(0.002)
-        raise BenchError(f"action-triggers did not answer /readyz with 200 within {READY_TIMEOUT_SECONDS} s; see {self.log_path}")
+        raise BenchError(f"action-triggers did not return 200 from /readyz within {READY_TIMEOUT_SECONDS} s; see {self.log_path}")
 
     def check_alive(self):
         if self.process is not None and self.process.poll() is not None:

@@ -7,9 +7,9 @@ import Synchronization
 ///
 /// Each delivery leaves two dead entries in the claim's index (`delivery_due`): one
 /// when it is claimed and one when its attempt is recorded. Autovacuum visits a
-/// database at most once per `autovacuum_naptime` (60 s by default), so while a large
-/// backlog drains, the dead entries pile up at the front of that index and every claim
-/// walks over them. Worse, generic plans cached while the tables were nearly empty
+/// database at most once per `autovacuum_naptime`, 60 s by default in PostgreSQL 15.
+/// So while a large backlog drains, the dead entries pile up at the front of that
+/// index and every claim walks over them. Worse, generic plans cached while the tables were nearly empty
 /// keep scanning every pending delivery as the tables grow. Profiled on a backlog of
 /// 100,000 events, record and next-due calls took 14 ms each, and under pgbench
 /// with a capture trigger a claim took 26 ms. A VACUUM (ANALYZE) removes the dead
@@ -32,7 +32,7 @@ final class OutboxVacuum: Sendable {
         return before < Self.minimumChanges && before + count >= Self.minimumChanges
     }
 
-    /// The fewest changes that start a vacuum.
+    /// The minimum number of changes that starts a vacuum.
     static let minimumChanges = 2_000
 
     /// The share of the delivery table's rows that must have changed since the last
@@ -55,7 +55,7 @@ final class OutboxVacuum: Sendable {
 
     /// Runs VACUUM (ANALYZE) on the event and delivery tables when enough rows changed
     /// since the last run. SKIP_LOCKED skips a table that autovacuum or another
-    /// instance is vacuuming, so the caller never waits for it.
+    /// instance is vacuuming, so the caller does not wait for another vacuum's lock.
     func runIfDue(_ connection: PostgresConnection) throws {
         let count = changes.load(ordering: .relaxed)
         guard count >= Self.minimumChanges else { return }

@@ -9,7 +9,7 @@ Usage (DJANGO_SETTINGS_MODULE is set here, BENCH_DATABASE_URL must be set):
 (Django's autocommit), and prints one JSON object: the rows, the wall-clock
 time (time.time()) before the first save and after every save, and the CPU
 seconds of this process. With --reset-url it first saves --warm-up rows that
-are not timed, then POSTs to that URL, so the receiver forgets their webhooks.
+are not timed, then POSTs to that URL, so the receiver deletes its records of their webhooks.
 """
 
 import argparse
