@@ -43,6 +43,8 @@ final class BrokerWorker: Sendable {
     private let health: ServiceHealth
     private let metrics: ServiceMetrics
     private let dynamicValues: DynamicValueResolver
+    /// Receives the number of attempts written to the delivery log.
+    private let onAttemptsRecorded: @Sendable (Int) -> Void
 
     /// Deliveries claimed per query; each is published before the next claim.
     static let claimBatchSize = 32
@@ -58,7 +60,8 @@ final class BrokerWorker: Sendable {
 
     init(
         conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth,
-        metrics: ServiceMetrics, dynamicValues: DynamicValueResolver
+        metrics: ServiceMetrics, dynamicValues: DynamicValueResolver,
+        onAttemptsRecorded: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.conninfo = conninfo
         self.settings = settings
@@ -68,6 +71,7 @@ final class BrokerWorker: Sendable {
         self.health = health
         self.metrics = metrics
         self.dynamicValues = dynamicValues
+        self.onAttemptsRecorded = onAttemptsRecorded
     }
 
     /// Runs until the stop flag is set; meant for a dedicated thread.
@@ -92,6 +96,7 @@ final class BrokerWorker: Sendable {
                     records.append(attempt(delivery, publishers: publishers, connection: connection, limiter: &limiter))
                 }
                 try DeliveryStore.record(connection, records)
+                onAttemptsRecorded(records.count)
                 if !unsent.isEmpty {
                     let released = try DeliveryStore.release(connection, unsent)
                     logger.info("released deliveries not yet published at shutdown", ["deliveries.count": released])

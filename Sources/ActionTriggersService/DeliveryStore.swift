@@ -1,5 +1,6 @@
 import ActionTriggersCore
 import Foundation
+import HTTPServer
 import PostgresClient
 
 /// A delivery claimed for one attempt, with the event it carries.
@@ -48,6 +49,33 @@ struct AttemptRecord: Encodable {
         case statusCode = "status_code"
         case startedAt = "started_at"
         case durationMs = "duration_ms"
+    }
+
+    /// Writes records as the JSON array that `recordSQL` takes, with the keys of
+    /// `CodingKeys`. It replaces `JSONEncoder`, which took 13 % of the service's
+    /// instructions in a profiled backlog drain; like it, it throws on NaN or infinity.
+    static func jsonArray(_ records: [AttemptRecord]) throws -> String {
+        var output = "["
+        for (index, record) in records.enumerated() {
+            if index > 0 {
+                output += ","
+            }
+            output += "{\"id\":\(record.id),\"attempt\":\(record.attempt),\"status\":\(jsonString(record.status))"
+            output += ",\"delay_secs\":\(try jsonNumber(record.delaySecs, key: "delay_secs"))"
+            output += ",\"status_code\":" + (record.statusCode.map { String($0) } ?? "null")
+            output += ",\"error\":" + (record.error.map { jsonString($0) } ?? "null")
+            output += ",\"started_at\":\(try jsonNumber(record.startedAt, key: "started_at"))"
+            output += ",\"duration_ms\":\(try jsonNumber(record.durationMs, key: "duration_ms"))"
+            output += ",\"outcome\":\(jsonString(record.outcome))}"
+        }
+        return output + "]"
+    }
+
+    private static func jsonNumber(_ value: Double, key: String) throws -> String {
+        guard value.isFinite else {
+            throw ServiceError.unexpectedResult("attempt record \(key) is not a finite number (\(value))")
+        }
+        return String(describing: value)
     }
 }
 
@@ -192,8 +220,7 @@ enum DeliveryStore {
 
     static func record(_ connection: PostgresConnection, _ records: [AttemptRecord]) throws {
         guard !records.isEmpty else { return }
-        let json = String(decoding: try JSONEncoder().encode(records), as: UTF8.self)
-        try connection.queryPrepared(recordSQL, [json])
+        try connection.queryPrepared(recordSQL, [try AttemptRecord.jsonArray(records)])
     }
 
     /// Returns the seconds until the next delivery to a target (`webhook` or `broker`)

@@ -21,6 +21,8 @@ final class DeliveryWorker: Sendable {
     private let health: ServiceHealth
     private let metrics: ServiceMetrics
     private let dynamicValues: DynamicValueResolver
+    /// Receives the number of attempts written to the delivery log.
+    private let onAttemptsRecorded: @Sendable (Int) -> Void
 
     /// Requests in flight and outcomes not yet written to the delivery log.
     private struct PipelineState {
@@ -36,7 +38,7 @@ final class DeliveryWorker: Sendable {
     init(
         conninfo: String, settings: Settings,
         logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth, metrics: ServiceMetrics,
-        dynamicValues: DynamicValueResolver
+        dynamicValues: DynamicValueResolver, onAttemptsRecorded: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.health = health
         self.metrics = metrics
@@ -46,6 +48,7 @@ final class DeliveryWorker: Sendable {
         self.stop = stop
         self.wake = wake
         self.dynamicValues = dynamicValues
+        self.onAttemptsRecorded = onAttemptsRecorded
     }
 
     /// Runs until the stop flag is set and the requests in flight have finished;
@@ -97,6 +100,7 @@ final class DeliveryWorker: Sendable {
         while true {
             if !state.unrecorded.isEmpty {
                 try DeliveryStore.record(connection, state.unrecorded)
+                onAttemptsRecorded(state.unrecorded.count)
                 // A finished delivery may free later deliveries of its row, so claim again now.
                 if state.unrecorded.contains(where: { $0.status != "pending" }) {
                     claimAt = .now
@@ -130,6 +134,10 @@ final class DeliveryWorker: Sendable {
                 start(claimed, client: client, connection: connection, state: &state)
                 if claimed.count == room {
                     claimAt = .now
+                } else if !claimed.isEmpty {
+                    // Recording these deliveries claims again, so the next-due query can
+                    // wait for a claim that finds nothing.
+                    claimAt = .now + pollInterval
                 } else {
                     let untilDue = try DeliveryStore.secondsUntilNextDue(connection, target: "webhook") ?? settings.pollInterval
                     claimAt = .now + .milliseconds(Int64(min(max(untilDue, 0.001), settings.pollInterval) * 1000))

@@ -14,7 +14,10 @@ final class Dispatcher: Sendable {
     private let logger: Logger
     private let stop: StopFlag
     private let wake: WakeSignal
-    private let onDeliveriesCreated: @Sendable () -> Void
+    /// Wakes the workers; the argument is true when broker deliveries may be due too.
+    private let onDeliveriesCreated: @Sendable (_ brokerDeliveries: Bool) -> Void
+    /// Vacuums the outbox after heavy churn; nil in tests that run a dispatcher alone.
+    private let vacuum: OutboxVacuum?
     private let health: ServiceHealth
     private let metrics: ServiceMetrics
 
@@ -81,7 +84,7 @@ final class Dispatcher: Sendable {
                    m.timeout_secs, m.model, m.row_key
             FROM matched m
             WHERE m.payload IS NULL AND m.event_id NOT IN (SELECT event_id FROM deferred)
-            RETURNING id
+            RETURNING target
         ), labeled AS (
             SELECT DISTINCT ON (b.id) b.signal, m.event_id IS NOT NULL AS matched,
                 coalesce(m.model, (
@@ -97,6 +100,7 @@ final class Dispatcher: Sendable {
         SELECT
             (SELECT count(*) FROM marked) AS events,
             (SELECT count(*) FROM created) AS deliveries,
+            (SELECT count(*) FROM created WHERE target = 'broker') AS broker_deliveries,
             (SELECT json_agg(json_build_object('model', l.model, 'signal', l.signal, 'events', l.events, 'matched', l.matched))
              FROM (SELECT model, signal, count(*) AS events, count(*) FILTER (WHERE matched) AS matched
                    FROM labeled GROUP BY model, signal) AS l)::text AS counts,
@@ -139,16 +143,30 @@ final class Dispatcher: Sendable {
                 event_id bigint, config_id bigint, target text, webhook_id bigint, url text, http_method text,
                 headers jsonb, signing_secrets jsonb, msg_broker_queue_id bigint, broker_name text, conn_details jsonb, parameters jsonb,
                 timeout_secs double precision, model text, row_key text, payload text, status text, last_error text)
-            RETURNING status
+            RETURNING status, target
         )
-        SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead
+        SELECT count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'dead') AS dead,
+               count(*) FILTER (WHERE status = 'pending' AND target = 'broker') AS pending_broker
         FROM created
         """
 
+    /// How long the dispatcher waits after a wake-up, when events arrive faster than it
+    /// dispatches them, before it dispatches. Every dispatch costs a statement, a claim
+    /// and a record whatever its size, so at high rates a short wait puts several events
+    /// in one batch and leaves more CPU to the application.
+    static let gatherDelay = Duration.milliseconds(4)
+
+    /// The time since the last dispatch that took more than one event, under which a
+    /// wake-up counts as busy and waits `gatherDelay`. At a steady 200 events/s
+    /// dispatches take one event each, so a wait follows only a hiccup.
+    static let busyInterval = Duration.milliseconds(5)
+
     init(
         conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth,
-        metrics: ServiceMetrics, onDeliveriesCreated: @escaping @Sendable () -> Void
+        metrics: ServiceMetrics, vacuum: OutboxVacuum? = nil,
+        onDeliveriesCreated: @escaping @Sendable (_ brokerDeliveries: Bool) -> Void
     ) {
+        self.vacuum = vacuum
         self.health = health
         self.metrics = metrics
         self.conninfo = conninfo
@@ -170,19 +188,45 @@ final class Dispatcher: Sendable {
             try syncTriggers(connection, reported: &reportedProblems)
             health.set(.dispatcher, ready: true)
             var lastSync = ContinuousClock.now
+            var woken = false
+            // The end of the last dispatch that took more than one event.
+            var lastBatch: ContinuousClock.Instant?
             while !stop.isSet {
-                try dispatchAll(connection)
-                // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
-                if wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2)) {
-                    // A wake-up can also mean redeliveries, which create no event.
-                    onDeliveriesCreated()
+                if woken, let lastBatch, ContinuousClock.now - lastBatch < Self.busyInterval {
+                    Thread.sleep(forTimeInterval: Self.gatherDelay.seconds)
                 }
+                let events = try dispatchAll(connection)
+                if events > 1 {
+                    lastBatch = .now
+                }
+                if woken && events == 0 {
+                    // A wake-up that brought no event can mean redeliveries, which create
+                    // none. The workers are woken after the dispatch, not before it, so
+                    // that they do not claim before the new deliveries exist.
+                    onDeliveriesCreated(true)
+                }
+                // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
+                woken = wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
+                try runVacuum(connection)
                 if ContinuousClock.now - lastSync >= syncInterval {
                     try syncTriggers(connection, reported: &reportedProblems)
                     try deleteOldEvents(connection)
                     lastSync = .now
                 }
             }
+        }
+    }
+
+    /// Vacuums the outbox when enough rows changed. A failure other than a lost
+    /// connection is logged and retried after the next changes, because the service
+    /// works without it, only slower.
+    // NOTE: no event is dispatched while the vacuum runs (about 55 ms under pgbench and
+    // 370 ms on a 100,000-event backlog in profiled runs), which shows in a burst's p99.
+    private func runVacuum(_ connection: PostgresConnection) throws {
+        do {
+            try vacuum?.runIfDue(connection)
+        } catch let error as PostgresError where !error.isConnectionLost {
+            logger.warning("outbox vacuum failed", ["error": String(describing: error)])
         }
     }
 
@@ -237,45 +281,61 @@ final class Dispatcher: Sendable {
         }
     }
 
-    /// Dispatches batches until the outbox has no undispatched event left.
-    private func dispatchAll(_ connection: PostgresConnection) throws {
+    /// Dispatches batches until the outbox has no undispatched event left, and returns
+    /// the events taken.
+    @discardableResult
+    private func dispatchAll(_ connection: PostgresConnection) throws -> Int {
+        var total = 0
         while !stop.isSet {
             let (events, deliveries) = try dispatchBatch(connection)
-            metrics.deliveriesCreated.increment(by: UInt64(deliveries))
-            if deliveries > 0 {
-                onDeliveriesCreated()
+            total += events
+            metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
+            if deliveries.all > 0 {
+                onDeliveriesCreated(deliveries.broker > 0)
+                _ = vacuum?.rowsChanged(deliveries.all)
             }
             if events > 0 {
-                logger.debug("dispatched events", ["dispatch.events": events, "dispatch.deliveries": deliveries])
+                logger.debug("dispatched events", ["dispatch.events": events, "dispatch.deliveries": deliveries.all])
             }
             if events < settings.dispatchBatchSize {
-                return
+                return total
             }
+        }
+        return total
+    }
+
+    /// Deliveries created that are due: all of them, and those to a broker.
+    private struct DueCount {
+        var all = 0
+        var broker = 0
+
+        static func + (left: DueCount, right: DueCount) -> DueCount {
+            DueCount(all: left.all + right.all, broker: left.broker + right.broker)
         }
     }
 
     /// Dispatches one batch in the caller's transaction and returns the events taken and
     /// the deliveries created that are due.
-    private func dispatchBatch(_ connection: PostgresConnection) throws -> (events: Int, deliveries: Int) {
+    private func dispatchBatch(_ connection: PostgresConnection) throws -> (events: Int, deliveries: DueCount) {
         let row = try connection.queryPrepared(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
         let claimed = try row.int("taken")
-        var deliveries = try row.int("deliveries")
+        var deliveries = DueCount(all: try row.int("deliveries"), broker: try row.int("broker_deliveries"))
         if let counts = row["counts"] {
             countEvents(counts)
         }
         if let deferred = row["deferred"] {
-            deliveries += try connection.transaction { connection in
+            deliveries = deliveries + (try connection.transaction { connection in
                 try dispatchTemplated(connection, eventIDs: deferred)
-            }
+            })
         }
         return (claimed, deliveries)
     }
 
     /// Dispatches events that match a config with a payload template, in the caller's
     /// transaction, and returns the deliveries created that are due.
-    private func dispatchTemplated(_ connection: PostgresConnection, eventIDs: String) throws -> Int {
+    private func dispatchTemplated(_ connection: PostgresConnection, eventIDs: String) throws -> DueCount {
         let row = try connection.queryPrepared(Self.dispatchDeferredSQL, [eventIDs]).singleRow()
-        var deliveries = try row.int("deliveries")
+        var deliveries = DueCount(all: try row.int("deliveries"), broker: try row.int("broker_deliveries"))
         if let counts = row["counts"] {
             countEvents(counts)
         }
@@ -285,7 +345,7 @@ final class Dispatcher: Sendable {
             let records = try PayloadRenderer(connection: connection, logger: logger).render(matches)
             let created = try connection.queryPrepared(Self.insertRenderedSQL, [JSONValue.array(records).jsonText])
                 .singleRow()
-            deliveries += try created.int("pending")
+            deliveries = deliveries + DueCount(all: try created.int("pending"), broker: try created.int("pending_broker"))
             metrics.deliveriesCreated.increment(by: UInt64(try created.int("dead")))
         }
         return deliveries

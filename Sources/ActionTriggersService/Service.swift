@@ -63,25 +63,34 @@ public final class Service: Sendable {
         let deliveryWake = self.deliveryWake
         let brokerWake = self.brokerWake
         let dynamicValues = DynamicValueResolver(definitions: configuration.settings.dynamicValues)
+        let vacuum = OutboxVacuum(logger: Logger(component: "dispatcher", level: logLevel))
+        let onAttemptsRecorded: @Sendable (Int) -> Void = { count in
+            if vacuum.rowsChanged(count) {
+                dispatcherWake.raise()
+            }
+        }
         let listener = Listener(
             conninfo: configuration.databaseURL, logger: Logger(component: "listener", level: logLevel), stop: stop,
             health: health, metrics: metrics, onWake: { dispatcherWake.raise() })
         let dispatcher = Dispatcher(
             conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "dispatcher", level: logLevel), stop: stop, wake: dispatcherWake, health: health,
-            metrics: metrics,
-            onDeliveriesCreated: {
+            metrics: metrics, vacuum: vacuum,
+            onDeliveriesCreated: { brokerDeliveries in
                 deliveryWake.raise()
-                brokerWake.raise()
+                // Without broker deliveries the broker worker's claim would find nothing.
+                if brokerDeliveries {
+                    brokerWake.raise()
+                }
             })
         let worker = DeliveryWorker(
             conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "delivery", level: logLevel), stop: stop, wake: deliveryWake, health: health,
-            metrics: metrics, dynamicValues: dynamicValues)
+            metrics: metrics, dynamicValues: dynamicValues, onAttemptsRecorded: onAttemptsRecorded)
         let brokerWorker = BrokerWorker(
             conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "broker", level: logLevel), stop: stop, wake: brokerWake, health: health,
-            metrics: metrics, dynamicValues: dynamicValues)
+            metrics: metrics, dynamicValues: dynamicValues, onAttemptsRecorded: onAttemptsRecorded)
 
         startThread(named: "listener") { listener.run() }
         startThread(named: "dispatcher") { dispatcher.run() }

@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import PostgresClient
+import Synchronization
+
+/// Vacuums and analyzes the outbox and delivery tables after heavy churn, ahead of autovacuum.
+///
+/// Each delivery leaves two dead entries in the claim's index (`delivery_due`): one
+/// when it is claimed and one when its attempt is recorded. Autovacuum visits a
+/// database at most once per `autovacuum_naptime`, 60 s by default in PostgreSQL 15.
+/// So while a large backlog drains, the dead entries pile up at the front of that
+/// index and every claim walks over them. Worse, generic plans cached while the tables were nearly empty
+/// keep scanning every pending delivery as the tables grow. Profiled on a backlog of
+/// 100,000 events, record and next-due calls took 14 ms each, and under pgbench
+/// with a capture trigger a claim took 26 ms. A VACUUM (ANALYZE) removes the dead
+/// entries and refreshes the statistics, which also replaces those cached plans.
+final class OutboxVacuum: Sendable {
+    /// Deliveries created and attempts recorded since the last vacuum.
+    private let changes = Atomic<Int>(0)
+    private let lastRun = Mutex<ContinuousClock.Instant?>(nil)
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// Counts created deliveries or recorded attempts, and returns true when the count
+    /// crosses `minimumChanges`, so the caller can wake the thread that runs the vacuum.
+    func rowsChanged(_ count: Int) -> Bool {
+        guard count > 0 else { return false }
+        let before = changes.add(count, ordering: .relaxed).oldValue
+        return before < Self.minimumChanges && before + count >= Self.minimumChanges
+    }
+
+    /// The minimum number of changes that starts a vacuum.
+    static let minimumChanges = 2_000
+
+    /// The share of the delivery table's rows that must have changed since the last
+    /// vacuum. A full pass over a large table's indexes costs more than the dead entries
+    /// do, so the threshold grows with the table, as autovacuum's scale factor does.
+    static let tableFraction = 0.1
+
+    /// The shortest time between two vacuums.
+    static let minimumInterval = Duration.seconds(1)
+
+    /// Decides whether a vacuum is due; `tableRows` is the planner's row estimate of
+    /// `action_triggers.delivery` (negative when never analyzed).
+    static func isDue(changesSinceLast: Int, sinceLastRun: Duration?, tableRows: Double) -> Bool {
+        if let sinceLastRun, sinceLastRun < minimumInterval {
+            return false
+        }
+        let threshold = max(Double(minimumChanges), max(tableRows, 0) * tableFraction)
+        return Double(changesSinceLast) >= threshold
+    }
+
+    /// Runs VACUUM (ANALYZE) on the event and delivery tables when enough rows changed
+    /// since the last run. SKIP_LOCKED skips a table that autovacuum or another
+    /// instance is vacuuming, so the caller does not wait for another vacuum's lock.
+    func runIfDue(_ connection: PostgresConnection) throws {
+        let count = changes.load(ordering: .relaxed)
+        guard count >= Self.minimumChanges else { return }
+        let sinceLastRun = lastRun.withLock { $0.map { ContinuousClock.now - $0 } }
+        if let sinceLastRun, sinceLastRun < Self.minimumInterval {
+            return
+        }
+        let tableRows = try connection.query(
+            "SELECT reltuples::float8 AS rows FROM pg_class WHERE oid = 'action_triggers.delivery'::regclass"
+        ).singleRow().double("rows")
+        guard Self.isDue(changesSinceLast: count, sinceLastRun: sinceLastRun, tableRows: tableRows) else { return }
+
+        let started = ContinuousClock.now
+        changes.subtract(count, ordering: .relaxed)
+        try connection.execute("VACUUM (ANALYZE, SKIP_LOCKED) action_triggers.event, action_triggers.delivery")
+        lastRun.withLock { $0 = .now }
+        logger.debug("vacuumed the outbox", [
+            "vacuum.changes": count, "vacuum.seconds": (ContinuousClock.now - started).seconds,
+        ])
+    }
+}

@@ -1,0 +1,36 @@
+@testable import ActionTriggersService
+import Testing
+
+/// When the service vacuums the outbox on its own.
+@Suite("Outbox vacuum policy")
+struct OutboxVacuumTests {
+    @Test("few changes start no vacuum")
+    func fewChanges() {
+        #expect(!OutboxVacuum.isDue(changesSinceLast: 1_999, sinceLastRun: nil, tableRows: -1))
+    }
+
+    @Test("a never-analyzed table uses the minimum")
+    func neverAnalyzed() {
+        #expect(OutboxVacuum.isDue(changesSinceLast: 2_000, sinceLastRun: nil, tableRows: -1))
+    }
+
+    @Test("threshold grows with the table")
+    func largeTable() {
+        #expect(!OutboxVacuum.isDue(changesSinceLast: 99_999, sinceLastRun: .seconds(60), tableRows: 1_000_000))
+        #expect(OutboxVacuum.isDue(changesSinceLast: 100_000, sinceLastRun: .seconds(60), tableRows: 1_000_000))
+    }
+
+    @Test("runs are at least a second apart")
+    func minimumInterval() {
+        #expect(!OutboxVacuum.isDue(changesSinceLast: 50_000, sinceLastRun: .milliseconds(500), tableRows: 0))
+        #expect(OutboxVacuum.isDue(changesSinceLast: 50_000, sinceLastRun: .seconds(1), tableRows: 0))
+    }
+
+    @Test("crossing the minimum reports once")
+    func crossingReportsOnce() {
+        let vacuum = OutboxVacuum(logger: .init(component: "test", level: .error))
+        #expect(!vacuum.rowsChanged(1_500))
+        #expect(vacuum.rowsChanged(500))
+        #expect(!vacuum.rowsChanged(500))
+    }
+}

@@ -1,0 +1,779 @@
+"""Measure action-triggers against its targets, side by side with the ancestor and PostgreSQL alone.
+
+bench/suite starts PostgreSQL and the receiver and runs this program; the
+scripts in bench/targets/ run it for one target each. Every run of every
+measurement gets a fresh database copied from a template, and the measurements
+of one run take turns (ours, the ancestor's, PostgreSQL alone), so a noisy
+minute of the shared machine hits both sides of each ratio. Each target prints
+its figure, its ratio and min / median / max over the runs, and the program
+exits with status 1 when a target is missed (median over the runs).
+
+Measurements (docs/benchmarks.md describes each):
+
+- insert_pg: 10,000 single-row INSERTs from one psycopg client, no config.
+- insert_ours: the same with a post_save webhook config and the service running.
+- django_*: 10,000 Customer saves through the Django ORM (bench/django), with and
+  without a config, for the service and for the ancestor.
+- drain: 100,000 events in the outbox when the service starts, with RSS sampled.
+- idle: process start to the first /readyz 200, then RSS after 2 s idle.
+- pgbench_*: pgbench TPC-B with and without a post_save config on pgbench_accounts.
+- steady: 200 inserts/s for 15 s, latency per row (bench.py's run_steady).
+- templates_*: a backlog of Sale events drained with and without a payload template.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+import bench
+from bench import BenchError, ReceiverClient, busy_cpu_seconds, cpu_seconds, percentile, postgres_processes
+
+BURST_ROWS = 10_000
+DRAIN_ROWS = 100_000
+TEMPLATE_ROWS = 30_000
+IDLE_SECONDS = 2.0
+READY_TIMEOUT_SECONDS = 10
+PGBENCH_SCALE = 10
+PGBENCH_CLIENTS = 4
+PGBENCH_SECONDS = 15
+STEADY_RATE = 200
+STEADY_SECONDS = 15
+DJANGO_WARM_UP = 100
+
+PLAIN_TEMPLATE = "bench_template_plain"
+ANCESTOR_TEMPLATE = "bench_template_ancestor"
+PGBENCH_TEMPLATE = "bench_template_pgbench"
+
+SALE_TEMPLATE = {
+    "id": "{{ instance.id }}",
+    "customer": "{{ instance.customer.name }}",
+    "product": "{{ instance.product.name }}",
+    "quantity": "{{ instance.quantity }}",
+}
+
+
+# ---------------------------------------------------------------------------
+# Environment
+
+
+class Suite:
+    """The options, the admin connection and the helpers every measurement uses."""
+
+    def __init__(self, options):
+        self.options = options
+        self.admin = psycopg.connect(self.url("postgres"), autocommit=True, application_name="bench-admin")
+        self.receiver = ReceiverClient(options.receiver_port)
+        self.receiver_url = f"http://127.0.0.1:{options.receiver_port}/hook"
+        self.service_port = int(os.environ["ACTION_TRIGGERS_LISTEN"].rsplit(":", 1)[1])
+
+    def url(self, database):
+        return f"postgresql://postgres@127.0.0.1:{self.options.pg_port}/{database}"
+
+    def django(self, database, ancestor, *arguments):
+        """Runs bench/django/loadgen.py with the ancestor's venv and returns its standard output."""
+        environment = dict(os.environ)
+        environment["BENCH_DATABASE_URL"] = self.url(database)
+        environment["BENCH_RECEIVER_URL"] = self.receiver_url
+        environment["BENCH_ANCESTOR"] = "1" if ancestor else "0"
+        completed = subprocess.run(
+            [self.options.django_python, str(Path(__file__).parent / "django" / "loadgen.py"), *arguments],
+            env=environment, capture_output=True, text=True, timeout=900,
+        )
+        if completed.returncode != 0:
+            raise BenchError(f"loadgen.py {arguments[0]} failed with status {completed.returncode}: {completed.stderr[-2000:]}")
+        return completed.stdout
+
+    def service_environment(self, database):
+        environment = dict(os.environ)
+        environment.update({
+            "DATABASE_URL": self.url(database),
+            "ACTION_TRIGGERS_SETTINGS": str(Path(self.options.work_dir) / "settings.json"),
+            "ACTION_TRIGGERS_LOG_LEVEL": "warning",
+        })
+        return environment
+
+    def create_database(self, name, template=None):
+        self.admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if template is None:
+            self.admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        else:
+            self.admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+
+    def drop_database(self, name):
+        self.admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def migrate_service(self, database):
+        completed = subprocess.run(
+            [self.options.binary, "migrate"], env=self.service_environment(database), capture_output=True, text=True, timeout=60
+        )
+        if completed.returncode != 0:
+            raise BenchError(f"action-triggers migrate failed with status {completed.returncode}: {completed.stderr.strip()}")
+
+    def create_templates(self, needed):
+        """Creates the template databases that the measurements copy, once per program run."""
+        if "plain" in needed:
+            self.create_database(PLAIN_TEMPLATE)
+            self.django(PLAIN_TEMPLATE, False, "migrate")
+            self.migrate_service(PLAIN_TEMPLATE)
+        if "ancestor" in needed:
+            self.create_database(ANCESTOR_TEMPLATE)
+            self.django(ANCESTOR_TEMPLATE, True, "migrate")
+        if "pgbench" in needed:
+            self.create_database(PGBENCH_TEMPLATE)
+            subprocess.run(
+                ["pgbench", "--initialize", "--quiet", f"--scale={PGBENCH_SCALE}", self.url(PGBENCH_TEMPLATE)],
+                check=True, capture_output=True, timeout=300,
+            )
+            self.migrate_service(PGBENCH_TEMPLATE)
+            with psycopg.connect(self.url(PGBENCH_TEMPLATE), autocommit=True) as connection:
+                connection.execute("SELECT action_triggers.register_model('bench', 'account', 'pgbench_accounts'::regclass)")
+            with psycopg.connect(self.url(PGBENCH_TEMPLATE), autocommit=True) as connection:
+                connection.execute("VACUUM ANALYZE")
+
+    def drop_templates(self):
+        for name in (PLAIN_TEMPLATE, ANCESTOR_TEMPLATE, PGBENCH_TEMPLATE):
+            self.drop_database(name)
+
+
+def webhook_config(app_label, model_name, url, payload=None):
+    config = {
+        "config_signals": [{"signal": "post_save"}],
+        "content_types": [{"app_label": app_label, "model_name": model_name}],
+        "webhooks": [{"url": url, "http_method": "POST"}],
+        "active": True,
+    }
+    if payload is not None:
+        config["payload"] = payload
+    return config
+
+
+class Service:
+    """One `action-triggers serve` process against one database."""
+
+    def __init__(self, suite, database):
+        self.suite = suite
+        self.database = database
+        self.log_path = Path(suite.options.work_dir) / f"{database}.service.log"
+        self.pid_path = Path(suite.options.work_dir) / "service.pid"
+        self.process = None
+        self.started_at = None
+
+    def start(self, wait_ready=True):
+        """Starts the service and returns the seconds from start to the first /readyz 200."""
+        with open(self.log_path, "w") as log:
+            self.started_at = time.time()
+            self.process = subprocess.Popen(
+                [self.suite.options.binary, "serve"], env=self.suite.service_environment(self.database), stdout=log, stderr=log
+            )
+        # bench/lib/setup.sh kills this PID on exit if this program dies first.
+        self.pid_path.write_text(f"{self.process.pid}\n")
+        if not wait_ready:
+            return None
+        return self.wait_ready()
+
+    def wait_ready(self):
+        url = f"http://127.0.0.1:{self.suite.service_port}/readyz"
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return time.time() - self.started_at
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.002)
+        raise BenchError(f"action-triggers did not return 200 from /readyz within {READY_TIMEOUT_SECONDS} s; see {self.log_path}")
+
+    def check_alive(self):
+        if self.process is not None and self.process.poll() is not None:
+            raise BenchError(f"action-triggers exited with status {self.process.returncode}; see {self.log_path}")
+
+    def rss_bytes(self, field="VmRSS"):
+        """Returns the resident set size (or another /proc status field in kB) in bytes."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise BenchError(f"/proc/{self.process.pid}/status has no {field}")
+
+    def stop(self):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=bench.STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.pid_path.unlink(missing_ok=True)
+
+
+class Database:
+    """A fresh database copied from a template, with configs, and optionally a running service."""
+
+    def __init__(self, suite, name, template, configs=()):
+        self.suite = suite
+        self.name = name
+        self.template = template
+        self.configs = configs
+        self.connection = None
+        self.service = None
+
+    def __enter__(self):
+        self.suite.create_database(self.name, self.template)
+        self.connection = psycopg.connect(self.suite.url(self.name), autocommit=True, application_name=bench.LOADGEN_APPLICATION)
+        for config in self.configs:
+            self.connection.execute("SELECT action_triggers.create_config(%s::jsonb)", (json.dumps(config),))
+        self.suite.receiver.reset()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.service is not None:
+            self.service.stop()
+        self.connection.close()
+        self.suite.drop_database(self.name)
+        return False
+
+    def start_service(self, wait_ready=True):
+        self.service = Service(self.suite, self.name)
+        return self.service.start(wait_ready)
+
+
+def wait_for_receipts(suite, expected, key="distinct_ids", service=None, timeout=300):
+    """Waits until the receiver counts `expected` (distinct row ids or requests) and returns the count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = suite.receiver.count()[key]
+        if seen >= expected:
+            return seen
+        if time.monotonic() > deadline:
+            raise BenchError(f"only {seen} of {expected} webhooks arrived within {timeout} s")
+        if service is not None:
+            service.check_alive()
+        time.sleep(0.02)
+
+
+def receipt_times(suite):
+    return [receipt for receipt, _row_id in suite.receiver.records()]
+
+
+class CPUGroups:
+    """CPU seconds of named process groups between start() and stop(), as percent of one core."""
+
+    def __init__(self, suite, groups):
+        self.suite = suite
+        self.groups = groups
+
+    def pids(self):
+        groups = {name: set(pids) for name, pids in self.groups.items()}
+        groups["postgres"] = set(postgres_processes(self.suite.options.postmaster_pid))
+        groups["receiver"] = {self.suite.options.receiver_pid}
+        return groups
+
+    def read(self):
+        return {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in self.pids().items()}
+
+    def start(self):
+        self.before = self.read()
+        self.machine_before = busy_cpu_seconds()
+        self.started = time.monotonic()
+
+    def stop(self):
+        after = self.read()
+        wall = time.monotonic() - self.started
+        machine = busy_cpu_seconds() - self.machine_before
+        usage = {}
+        for name, pids in after.items():
+            used = 0.0
+            for pid, seconds in pids.items():
+                if seconds is None:
+                    continue
+                earlier = self.before.get(name, {}).get(pid) or 0.0
+                used += seconds - earlier
+            usage[name] = round(100 * used / wall, 1)
+        usage["whole machine"] = round(100 * machine / wall, 1)
+        return usage
+
+
+# ---------------------------------------------------------------------------
+# Measurements. Each returns a dict of figures for one run.
+
+
+def psycopg_inserts(connection, rows, first_number=0):
+    """Inserts rows one transaction each and returns (start time, {id: commit time})."""
+    commits = {}
+    with connection.cursor() as cursor:
+        started = time.time()
+        for number in range(first_number, first_number + rows):
+            cursor.execute(bench.INSERT_SQL, (f"bench customer {number:06d}", f"customer{number:06d}@example.com"))
+            commits[cursor.fetchone()[0]] = time.time()
+    return started, commits
+
+
+def measure_insert_pg(suite, run):
+    with Database(suite, f"bench_insert_pg_{run}", PLAIN_TEMPLATE) as database:
+        cpu = CPUGroups(suite, {})
+        cpu.start()
+        started, commits = psycopg_inserts(database.connection, BURST_ROWS)
+        usage = cpu.stop()
+    return {"inserts_per_sec": BURST_ROWS / (max(commits.values()) - started), "cpu_percent": usage}
+
+
+def measure_insert_ours(suite, run):
+    config = webhook_config("myapp", "Customer", suite.receiver_url)
+    with Database(suite, f"bench_insert_ours_{run}", PLAIN_TEMPLATE, [config]) as database:
+        database.start_service()
+        psycopg_inserts(database.connection, bench.WARMUP_ROWS, first_number=900_000)
+        wait_for_receipts(suite, bench.WARMUP_ROWS, service=database.service)
+        suite.receiver.reset()
+
+        cpu = CPUGroups(suite, {"action-triggers": {database.service.process.pid}})
+        cpu.start()
+        started, commits = psycopg_inserts(database.connection, BURST_ROWS)
+        wait_for_receipts(suite, BURST_ROWS, service=database.service)
+        usage = cpu.stop()
+        last_receipt = max(receipt_times(suite))
+    first_commit = min(commits.values())
+    return {
+        "inserts_per_sec": BURST_ROWS / (max(commits.values()) - started),
+        "events_per_sec": BURST_ROWS / (last_receipt - first_commit),
+        "last_receipt_after_last_commit_s": last_receipt - max(commits.values()),
+        "cpu_percent": usage,
+    }
+
+
+def django_saves(suite, database, ancestor, service=None):
+    """Runs the timed Django save loop and returns its figures, with events/s when webhooks arrive."""
+    cpu_groups = {}
+    if service is not None:
+        cpu_groups["action-triggers"] = {service.process.pid}
+    cpu = CPUGroups(suite, cpu_groups)
+    cpu.start()
+    output = suite.django(
+        database.name, ancestor, "saves", "--rows", str(BURST_ROWS), "--warm-up", str(DJANGO_WARM_UP),
+        "--reset-url", f"http://127.0.0.1:{suite.options.receiver_port}/_bench/reset",
+    )
+    result = json.loads(output)
+    commit_times = result["commit_times"]
+    figures = {
+        "saves_per_sec": result["rows"] / (commit_times[-1] - result["started"]),
+        "loadgen_cpu_seconds": result["cpu_seconds"],
+    }
+    return figures, commit_times, cpu
+
+
+def finish_delivered(suite, figures, commit_times, cpu, service=None):
+    """Waits for one webhook per save and adds events/s (rows / first commit to last receipt)."""
+    wait_for_receipts(suite, len(commit_times), key="requests", service=service)
+    figures["cpu_percent"] = cpu.stop()
+    last_receipt = max(receipt_times(suite))
+    figures["events_per_sec"] = len(commit_times) / (last_receipt - commit_times[0])
+    figures["last_receipt_after_last_commit_s"] = last_receipt - commit_times[-1]
+    return figures
+
+
+def measure_django_ours_none(suite, run):
+    with Database(suite, f"bench_django_ours_none_{run}", PLAIN_TEMPLATE) as database:
+        database.start_service()
+        figures, _commit_times, cpu = django_saves(suite, database, False, database.service)
+        figures["cpu_percent"] = cpu.stop()
+    return figures
+
+
+def measure_django_ours_config(suite, run):
+    config = webhook_config("myapp", "Customer", suite.receiver_url)
+    with Database(suite, f"bench_django_ours_config_{run}", PLAIN_TEMPLATE, [config]) as database:
+        database.start_service()
+        figures, commit_times, cpu = django_saves(suite, database, False, database.service)
+        return finish_delivered(suite, figures, commit_times, cpu, database.service)
+
+
+def measure_django_ancestor_none(suite, run):
+    with Database(suite, f"bench_django_ancestor_none_{run}", ANCESTOR_TEMPLATE) as database:
+        figures, _commit_times, cpu = django_saves(suite, database, True)
+        figures["cpu_percent"] = cpu.stop()
+    return figures
+
+
+def measure_django_ancestor_config(suite, run):
+    with Database(suite, f"bench_django_ancestor_config_{run}", ANCESTOR_TEMPLATE) as database:
+        suite.django(database.name, True, "ancestor-config", "--receiver-url", suite.receiver_url)
+        figures, commit_times, cpu = django_saves(suite, database, True)
+        return finish_delivered(suite, figures, commit_times, cpu)
+
+
+def sample_rss(service, stop_event, samples):
+    while not stop_event.is_set():
+        try:
+            samples.append(service.rss_bytes())
+        except (FileNotFoundError, ProcessLookupError, BenchError):
+            return
+        stop_event.wait(0.02)
+
+
+def measure_drain(suite, run):
+    config = webhook_config("myapp", "Customer", suite.receiver_url)
+    with Database(suite, f"bench_drain_{run}", PLAIN_TEMPLATE, [config]) as database:
+        # One statement fills the outbox: the capture trigger writes one event per row.
+        database.connection.execute(
+            "INSERT INTO myapp_customer (name, email) "
+            "SELECT 'bench customer ' || i, 'customer' || i || '@example.com' FROM generate_series(1, %s) AS i",
+            (DRAIN_ROWS,),
+        )
+        database.connection.execute("VACUUM ANALYZE action_triggers.event")
+        database.start_service(wait_ready=False)
+        samples = []
+        stop_event = threading.Event()
+        sampler = threading.Thread(target=sample_rss, args=(database.service, stop_event, samples))
+        sampler.start()
+        cpu = CPUGroups(suite, {"action-triggers": {database.service.process.pid}})
+        cpu.start()
+        try:
+            wait_for_receipts(suite, DRAIN_ROWS, service=database.service)
+        finally:
+            stop_event.set()
+            sampler.join()
+        usage = cpu.stop()
+        peak = database.service.rss_bytes("VmHWM")
+        times = receipt_times(suite)
+        started_at = database.service.started_at
+    return {
+        "drain_events_per_sec": DRAIN_ROWS / (max(times) - min(times)),
+        "start_to_last_receipt_s": max(times) - started_at,
+        "rss_max_sampled_mb": max(samples) / 2**20 if samples else 0.0,
+        "rss_peak_mb": peak / 2**20,
+        "cpu_percent": usage,
+    }
+
+
+def measure_idle(suite, run):
+    config = webhook_config("myapp", "Customer", suite.receiver_url)
+    with Database(suite, f"bench_idle_{run}", PLAIN_TEMPLATE, [config]) as database:
+        ready_seconds = database.start_service()
+        time.sleep(IDLE_SECONDS)
+        rss = database.service.rss_bytes()
+    return {"start_to_ready_s": ready_seconds, "rss_idle_mb": rss / 2**20}
+
+
+def run_pgbench(suite, database):
+    completed = subprocess.run(
+        ["pgbench", "--no-vacuum", f"--client={PGBENCH_CLIENTS}", "--jobs=2", f"--time={PGBENCH_SECONDS}", suite.url(database)],
+        capture_output=True, text=True, timeout=PGBENCH_SECONDS + 120,
+    )
+    if completed.returncode != 0:
+        raise BenchError(f"pgbench failed with status {completed.returncode}: {completed.stderr[-2000:]}")
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", completed.stdout)
+    if match is None:
+        raise BenchError(f"no tps line in the output of pgbench: {completed.stdout[-2000:]}")
+    transactions = int(re.search(r"number of transactions actually processed: (\d+)", completed.stdout).group(1))
+    return float(match.group(1)), transactions
+
+
+def measure_pgbench_none(suite, run):
+    with Database(suite, f"bench_pgbench_none_{run}", PGBENCH_TEMPLATE) as database:
+        database.start_service()
+        cpu = CPUGroups(suite, {"action-triggers": {database.service.process.pid}})
+        cpu.start()
+        tps, _transactions = run_pgbench(suite, database.name)
+        usage = cpu.stop()
+    return {"tps": tps, "cpu_percent": usage}
+
+
+def measure_pgbench_config(suite, run):
+    config = webhook_config("bench", "account", suite.receiver_url)
+    with Database(suite, f"bench_pgbench_config_{run}", PGBENCH_TEMPLATE, [config]) as database:
+        database.start_service()
+        cpu = CPUGroups(suite, {"action-triggers": {database.service.process.pid}})
+        cpu.start()
+        tps, _transactions = run_pgbench(suite, database.name)
+        ended = time.time()
+        usage = cpu.stop()
+        events = database.connection.execute("SELECT count(*) FROM action_triggers.event").fetchone()[0]
+        delivered_by_end = sum(1 for receipt in receipt_times(suite) if receipt <= ended)
+        wait_for_receipts(suite, events, key="requests", service=database.service)
+        last_receipt = max(receipt_times(suite))
+    return {
+        "tps": tps,
+        "events": events,
+        "delivered_during_run_fraction": delivered_by_end / events,
+        "last_receipt_after_end_s": last_receipt - ended,
+        "cpu_percent": usage,
+    }
+
+
+class SteadyRun(bench.Run):
+    """bench.py's Run on a copy of the plain template instead of its own schema."""
+
+    def set_up(self):
+        self.admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.database)))
+        self.admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(self.database), sql.Identifier(PLAIN_TEMPLATE))
+        )
+        self.connection = psycopg.connect(self.url, autocommit=True, application_name=bench.LOADGEN_APPLICATION)
+        config = webhook_config("myapp", "Customer", f"http://127.0.0.1:{self.options.receiver_port}/hook")
+        self.connection.execute("SELECT action_triggers.create_config(%s::jsonb)", (json.dumps(config),))
+        self.receiver.reset()
+        self.start_service()
+        self.warm_up()
+
+
+def measure_steady(suite, run):
+    with SteadyRun(suite.options, suite.admin, f"bench_steady_{run}") as steady:
+        outcome = bench.run_steady(steady, STEADY_RATE, STEADY_SECONDS)
+    return {key: outcome[key] for key in (
+        "achieved_insert_per_sec", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms",
+        "commit_to_dispatch_p50_ms", "dispatch_to_send_p50_ms", "send_to_receipt_p50_ms",
+        "duplicates", "retried", "cpu_percent",
+    )}
+
+
+def drain_sales(suite, run, templated):
+    payload = SALE_TEMPLATE if templated else None
+    label = "rendered" if templated else "plain"
+    config = webhook_config("myapp", "Sale", suite.receiver_url, payload)
+    with Database(suite, f"bench_templates_{label}_{run}", PLAIN_TEMPLATE, [config]) as database:
+        database.connection.execute(
+            "INSERT INTO myapp_customer (name, email) "
+            "SELECT 'customer ' || i, 'customer' || i || '@example.com' FROM generate_series(1, 100) AS i"
+        )
+        database.connection.execute(
+            "INSERT INTO myapp_product (name, price) SELECT 'product ' || i, i * 1.5 FROM generate_series(1, 100) AS i"
+        )
+        database.connection.execute(
+            "INSERT INTO myapp_sale (customer_id, product_id, quantity) "
+            "SELECT 1 + i %% 100, 1 + (i / 100) %% 100, 1 + i %% 7 FROM generate_series(1, %s) AS i",
+            (TEMPLATE_ROWS,),
+        )
+        database.connection.execute("VACUUM ANALYZE")
+        database.start_service(wait_ready=False)
+        cpu = CPUGroups(suite, {"action-triggers": {database.service.process.pid}})
+        cpu.start()
+        wait_for_receipts(suite, TEMPLATE_ROWS, service=database.service)
+        usage = cpu.stop()
+        times = receipt_times(suite)
+    return {"drain_events_per_sec": TEMPLATE_ROWS / (max(times) - min(times)), "cpu_percent": usage}
+
+
+def measure_templates_plain(suite, run):
+    return drain_sales(suite, run, templated=False)
+
+
+def measure_templates_rendered(suite, run):
+    return drain_sales(suite, run, templated=True)
+
+
+MEASUREMENTS = {
+    "insert_pg": (measure_insert_pg, {"plain"}),
+    "insert_ours": (measure_insert_ours, {"plain"}),
+    "django_ours_none": (measure_django_ours_none, {"plain"}),
+    "django_ours_config": (measure_django_ours_config, {"plain"}),
+    "django_ancestor_none": (measure_django_ancestor_none, {"ancestor"}),
+    "django_ancestor_config": (measure_django_ancestor_config, {"ancestor"}),
+    "drain": (measure_drain, {"plain"}),
+    "idle": (measure_idle, {"plain"}),
+    "pgbench_none": (measure_pgbench_none, {"pgbench"}),
+    "pgbench_config": (measure_pgbench_config, {"pgbench"}),
+    "steady": (measure_steady, {"plain"}),
+    "templates_plain": (measure_templates_plain, {"plain"}),
+    "templates_rendered": (measure_templates_rendered, {"plain"}),
+}
+
+
+# ---------------------------------------------------------------------------
+# Targets. Each names its measurements and computes, per run, the figures it
+# prints; `check` names the figure compared with the target.
+
+
+def median_of(results, measurement, key):
+    return statistics.median(run[key] for run in results[measurement])
+
+
+def per_run(results, function):
+    runs = min(len(values) for values in results.values())
+    return [function({name: values[index] for name, values in results.items()}) for index in range(runs)]
+
+
+TARGETS = {
+    "burst": {
+        "measurements": ["insert_ours", "django_ancestor_config", "insert_pg", "django_ours_config"],
+        "rows": lambda r: {
+            "events/s delivered, action-triggers (psycopg client)": r["insert_ours"]["events_per_sec"],
+            "events/s delivered, ancestor (Django save loop)": r["django_ancestor_config"]["events_per_sec"],
+            "ratio action-triggers / ancestor": r["insert_ours"]["events_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
+            "inserts/s, PostgreSQL alone (psycopg client, no trigger)": r["insert_pg"]["inserts_per_sec"],
+            "ratio action-triggers / PostgreSQL alone": r["insert_ours"]["events_per_sec"] / r["insert_pg"]["inserts_per_sec"],
+            "events/s delivered, action-triggers (Django save loop)": r["django_ours_config"]["events_per_sec"],
+            "ratio action-triggers / ancestor, both Django save loops":
+                r["django_ours_config"]["events_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
+        },
+        "check": ("ratio action-triggers / ancestor", ">=", 20),
+    },
+    "drain": {
+        "measurements": ["drain"],
+        "rows": lambda r: {
+            "events/s drained from a backlog of 100,000": r["drain"]["drain_events_per_sec"],
+            "service start to last receipt (s)": r["drain"]["start_to_last_receipt_s"],
+        },
+        "check": ("events/s drained from a backlog of 100,000", ">=", 5000),
+    },
+    "app-cost": {
+        "measurements": ["django_ours_none", "django_ours_config", "django_ancestor_none", "django_ancestor_config"],
+        "rows": lambda r: {
+            "saves/s, no config (plain Django, service running)": r["django_ours_none"]["saves_per_sec"],
+            "saves/s, action-triggers config": r["django_ours_config"]["saves_per_sec"],
+            "ratio action-triggers config / no config": r["django_ours_config"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
+            "saves/s, ancestor installed, no config": r["django_ancestor_none"]["saves_per_sec"],
+            "saves/s, ancestor config": r["django_ancestor_config"]["saves_per_sec"],
+            "ratio ancestor config / no config (plain Django)":
+                r["django_ancestor_config"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
+            "ratio ancestor config / ancestor installed, no config":
+                r["django_ancestor_config"]["saves_per_sec"] / r["django_ancestor_none"]["saves_per_sec"],
+        },
+        "check": ("ratio action-triggers config / no config", ">=", 0.8),
+    },
+    "pgbench": {
+        "measurements": ["pgbench_none", "pgbench_config"],
+        "rows": lambda r: {
+            "TPS, no config": r["pgbench_none"]["tps"],
+            "TPS, post_save config on pgbench_accounts": r["pgbench_config"]["tps"],
+            "ratio config / none": r["pgbench_config"]["tps"] / r["pgbench_none"]["tps"],
+            "webhooks received during the run (fraction)": r["pgbench_config"]["delivered_during_run_fraction"],
+            "last webhook after pgbench ended (s)": r["pgbench_config"]["last_receipt_after_end_s"],
+        },
+        "check": ("ratio config / none", ">=", 0.75),
+    },
+    "latency": {
+        "measurements": ["steady"],
+        "rows": lambda r: {
+            "commit to receipt p50 (ms)": r["steady"]["latency_p50_ms"],
+            "commit to receipt p99 (ms)": r["steady"]["latency_p99_ms"],
+            "commit to receipt max (ms)": r["steady"]["latency_max_ms"],
+            "inserts/s achieved": r["steady"]["achieved_insert_per_sec"],
+        },
+        "check": [("commit to receipt p50 (ms)", "<=", 3), ("commit to receipt p99 (ms)", "<=", 10)],
+    },
+    "memory": {
+        "measurements": ["idle", "drain"],
+        "rows": lambda r: {
+            "RSS idle (MB)": r["idle"]["rss_idle_mb"],
+            "peak RSS while draining 100,000 events (MB)": r["drain"]["rss_peak_mb"],
+        },
+        "check": [("RSS idle (MB)", "<=", 50), ("peak RSS while draining 100,000 events (MB)", "<=", 150)],
+    },
+    "startup": {
+        "measurements": ["idle"],
+        "rows": lambda r: {"process start to /readyz 200 (s)": r["idle"]["start_to_ready_s"]},
+        "check": ("process start to /readyz 200 (s)", "<=", 1),
+    },
+    "templates": {
+        "measurements": ["templates_plain", "templates_rendered"],
+        "rows": lambda r: {
+            "events/s drained, Sale without template": r["templates_plain"]["drain_events_per_sec"],
+            "events/s drained, Sale with payload template": r["templates_rendered"]["drain_events_per_sec"],
+            "ratio templated / untemplated":
+                r["templates_rendered"]["drain_events_per_sec"] / r["templates_plain"]["drain_events_per_sec"],
+        },
+        "check": ("ratio templated / untemplated", ">=", 0.7),
+    },
+}
+
+
+def format_number(value):
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def report(target_names, results, loads):
+    """Prints one table per target and returns True when every target is met."""
+    all_met = True
+    for name in target_names:
+        target = TARGETS[name]
+        rows = per_run({m: results[m] for m in target["measurements"]}, target["rows"])
+        checks = target["check"] if isinstance(target["check"], list) else [target["check"]]
+        print(f"\n## {name}\n")
+        print("| figure | min / median / max | target | met |")
+        print("| --- | --- | --- | --- |")
+        for figure in rows[0]:
+            values = [row[figure] for row in rows]
+            spread = " / ".join(format_number(v) for v in (min(values), statistics.median(values), max(values)))
+            target_text, met_text = "", ""
+            for check_figure, operator, limit in checks:
+                if check_figure == figure:
+                    median = statistics.median(values)
+                    met = median >= limit if operator == ">=" else median <= limit
+                    all_met &= met
+                    target_text = f"{operator} {limit:g}"
+                    met_text = "met" if met else "**missed**"
+            print(f"| {figure} | {spread} | {target_text} | {met_text} |")
+    print(f"\nLoad averages (1, 5, 15 min) before each run: {'; '.join(loads)}")
+    return all_met
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="+", choices=sorted(TARGETS) + ["all"], help="targets to measure")
+    parser.add_argument("--binary", required=True, help="path of the action-triggers executable")
+    parser.add_argument("--django-python", required=True, help="Python of the venv with django-action-triggers 0.5.2")
+    parser.add_argument("--pg-port", type=int, required=True, help="PostgreSQL port on 127.0.0.1")
+    parser.add_argument("--postmaster-pid", type=int, required=True, help="PID of the PostgreSQL postmaster, for CPU accounting")
+    parser.add_argument("--receiver-port", type=int, required=True, help="port of bench/receiver.py on 127.0.0.1")
+    parser.add_argument("--receiver-pid", type=int, required=True, help="PID of bench/receiver.py, for CPU accounting")
+    parser.add_argument("--work-dir", required=True, help="directory for the settings file, service logs and targets.json")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (default 3)")
+    options = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+
+    target_names = sorted(TARGETS) if "all" in options.targets else list(dict.fromkeys(options.targets))
+    measurement_names = list(dict.fromkeys(m for name in target_names for m in TARGETS[name]["measurements"]))
+    work_dir = Path(options.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "settings.json").write_text(json.dumps({"poll_interval_secs": 1, "max_webhook_timeout": 10}) + "\n")
+
+    suite = Suite(options)
+    suite.admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    results = {name: [] for name in measurement_names}
+    loads = []
+    try:
+        suite.create_templates(set().union(*(MEASUREMENTS[m][1] for m in measurement_names)))
+        for run in range(1, options.runs + 1):
+            loads.append(" ".join(Path("/proc/loadavg").read_text().split()[:3]))
+            for name in measurement_names:
+                function, _templates = MEASUREMENTS[name]
+                outcome = function(suite, run)
+                outcome["load"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+                results[name].append(outcome)
+                summary = ", ".join(
+                    f"{key} {format_number(value)}" for key, value in outcome.items() if isinstance(value, (int, float))
+                )
+                print(f"run {run} {name}: {summary}; load {outcome['load']}", flush=True)
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        (work_dir / "targets.json").write_text(json.dumps(results, indent=2) + "\n")
+        suite.drop_templates()
+        suite.admin.close()
+
+    met = report(target_names, results, loads)
+    print(f"Per-run results: {work_dir / 'targets.json'}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
