@@ -207,26 +207,12 @@ final class Dispatcher: Sendable {
                 }
                 // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
                 woken = wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
-                try runVacuum(connection)
                 if ContinuousClock.now - lastSync >= syncInterval {
                     try syncTriggers(connection, reported: &reportedProblems)
                     try deleteOldEvents(connection)
                     lastSync = .now
                 }
             }
-        }
-    }
-
-    /// Vacuums the outbox when enough rows changed. A failure other than a lost
-    /// connection is logged and retried after the next changes, because the service
-    /// works without it, only slower.
-    // NOTE: no event is dispatched while the vacuum runs (about 55 ms under pgbench and
-    // 370 ms on a 100,000-event backlog in profiled runs), which shows in a burst's p99.
-    private func runVacuum(_ connection: PostgresConnection) throws {
-        do {
-            try vacuum?.runIfDue(connection)
-        } catch let error as PostgresError where !error.isConnectionLost {
-            logger.warning("outbox vacuum failed", ["error": String(describing: error)])
         }
     }
 
@@ -292,7 +278,7 @@ final class Dispatcher: Sendable {
             metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
             if deliveries.all > 0 {
                 onDeliveriesCreated(deliveries.broker > 0)
-                _ = vacuum?.rowsChanged(deliveries.all)
+                vacuum?.rowsChanged(deliveries.all)
             }
             if events > 0 {
                 logger.debug("dispatched events", ["dispatch.events": events, "dispatch.deliveries": deliveries.all])

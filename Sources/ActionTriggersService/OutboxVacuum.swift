@@ -14,22 +14,60 @@ import Synchronization
 /// 100,000 events, record and next-due calls took 14 ms each, and under pgbench
 /// with a capture trigger a claim took 26 ms. A VACUUM (ANALYZE) removes the dead
 /// entries and refreshes the statistics, which also replaces those cached plans.
+///
+/// The vacuum runs on its own thread and connection, so dispatch and delivery go on
+/// while it works (about 55 ms under pgbench and 370 ms on a 100,000-event backlog
+/// in profiled runs).
 final class OutboxVacuum: Sendable {
     /// Deliveries created and attempts recorded since the last vacuum.
     private let changes = Atomic<Int>(0)
     private let lastRun = Mutex<ContinuousClock.Instant?>(nil)
+    /// The changes that start a vacuum, from the table size last read, so the thread
+    /// connects only when a vacuum is likely due.
+    private let threshold = Atomic<Int>(OutboxVacuum.minimumChanges)
     private let logger: Logger
+    /// Raised when the change count crosses `minimumChanges`, and to stop the thread.
+    let wake = WakeSignal()
 
     init(logger: Logger) {
         self.logger = logger
     }
 
-    /// Counts created deliveries or recorded attempts, and returns true when the count
-    /// crosses `minimumChanges`, so the caller can wake the thread that runs the vacuum.
+    /// Counts created deliveries or recorded attempts, and wakes the vacuum thread when
+    /// the count crosses `minimumChanges`; returns whether it did.
+    @discardableResult
     func rowsChanged(_ count: Int) -> Bool {
         guard count > 0 else { return false }
         let before = changes.add(count, ordering: .relaxed).oldValue
-        return before < Self.minimumChanges && before + count >= Self.minimumChanges
+        let crossed = before < Self.minimumChanges && before + count >= Self.minimumChanges
+        if crossed {
+            wake.raise()
+        }
+        return crossed
+    }
+
+    /// Runs until the stop flag is set: waits for a wake-up or the poll interval, and
+    /// when enough rows changed, vacuums on a connection opened for that vacuum only,
+    /// so an idle service holds no extra connection. Meant for a dedicated thread.
+    func run(conninfo: String, stop: StopFlag, pollInterval: Double) {
+        var failures = 0
+        while !stop.isSet {
+            wake.wait(timeout: pollInterval)
+            guard !stop.isSet, changes.load(ordering: .relaxed) >= threshold.load(ordering: .relaxed) else { continue }
+            do {
+                let connection = try PostgresConnection(conninfo: conninfo, applicationName: "action-triggers/vacuum")
+                defer { connection.close() }
+                try runIfDue(connection)
+                failures = 0
+            } catch {
+                // The service works without the vacuum, only slower, so it is tried again
+                // at the next poll. The first failure and every tenth are logged.
+                failures += 1
+                if failures == 1 || failures % 10 == 0 {
+                    logger.warning("outbox vacuum failed", ["error": String(describing: error), "vacuum.failures": failures])
+                }
+            }
+        }
     }
 
     /// The minimum number of changes that starts a vacuum.
@@ -49,8 +87,12 @@ final class OutboxVacuum: Sendable {
         if let sinceLastRun, sinceLastRun < minimumInterval {
             return false
         }
-        let threshold = max(Double(minimumChanges), max(tableRows, 0) * tableFraction)
-        return Double(changesSinceLast) >= threshold
+        return Double(changesSinceLast) >= threshold(tableRows: tableRows)
+    }
+
+    /// The changes that make a vacuum due for a delivery table of `tableRows` rows.
+    static func threshold(tableRows: Double) -> Double {
+        max(Double(minimumChanges), max(tableRows, 0) * tableFraction)
     }
 
     /// Runs VACUUM (ANALYZE) on the event and delivery tables when enough rows changed
@@ -66,6 +108,7 @@ final class OutboxVacuum: Sendable {
         let tableRows = try connection.query(
             "SELECT reltuples::float8 AS rows FROM pg_class WHERE oid = 'action_triggers.delivery'::regclass"
         ).singleRow().double("rows")
+        threshold.store(Int(Self.threshold(tableRows: tableRows)), ordering: .relaxed)
         guard Self.isDue(changesSinceLast: count, sinceLastRun: sinceLastRun, tableRows: tableRows) else { return }
 
         let started = ContinuousClock.now

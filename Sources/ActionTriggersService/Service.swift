@@ -34,10 +34,12 @@ public final class Service: Sendable {
     private let health = ServiceHealth()
     private let metrics = ServiceMetrics(version: Version.current)
     private let httpServer = Mutex<HTTPServer?>(nil)
+    private let vacuum: OutboxVacuum
 
     public init(configuration: Configuration, logLevel: Logger.Level) {
         self.configuration = configuration
         self.logLevel = logLevel
+        vacuum = OutboxVacuum(logger: Logger(component: "vacuum", level: logLevel))
     }
 
     /// Migrates the schema, publishes the settings' allowlists and starts the worker threads.
@@ -63,11 +65,9 @@ public final class Service: Sendable {
         let deliveryWake = self.deliveryWake
         let brokerWake = self.brokerWake
         let dynamicValues = DynamicValueResolver(definitions: configuration.settings.dynamicValues)
-        let vacuum = OutboxVacuum(logger: Logger(component: "dispatcher", level: logLevel))
+        let vacuum = self.vacuum
         let onAttemptsRecorded: @Sendable (Int) -> Void = { count in
-            if vacuum.rowsChanged(count) {
-                dispatcherWake.raise()
-            }
+            vacuum.rowsChanged(count)
         }
         let listener = Listener(
             conninfo: configuration.databaseURL, logger: Logger(component: "listener", level: logLevel), stop: stop,
@@ -96,6 +96,9 @@ public final class Service: Sendable {
         startThread(named: "dispatcher") { dispatcher.run() }
         startThread(named: "delivery") { worker.run() }
         startThread(named: "broker") { brokerWorker.run() }
+        let conninfo = configuration.databaseURL
+        let pollInterval = configuration.settings.pollInterval
+        startThread(named: "vacuum") { [stop] in vacuum.run(conninfo: conninfo, stop: stop, pollInterval: pollInterval) }
 
         let pool = ConnectionPool(conninfo: configuration.databaseURL, applicationName: "action-triggers/api", maxIdle: 4)
         let configAPI = ConfigAPI(pool: pool, logger: Logger(component: "api", level: logLevel))
@@ -160,6 +163,7 @@ public final class Service: Sendable {
         dispatcherWake.raise()
         deliveryWake.raise()
         brokerWake.raise()
+        vacuum.wake.raise()
         return finished.wait(timeout: .now() + timeout) == .success
     }
 

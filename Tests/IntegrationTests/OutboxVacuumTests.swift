@@ -20,6 +20,13 @@ struct OutboxVacuumTests {
         #expect(OutboxVacuum.isDue(changesSinceLast: 100_000, sinceLastRun: .seconds(60), tableRows: 1_000_000))
     }
 
+    @Test("threshold is the minimum or a tenth of the table")
+    func threshold() {
+        #expect(OutboxVacuum.threshold(tableRows: -1) == 2_000)
+        #expect(OutboxVacuum.threshold(tableRows: 5_000) == 2_000)
+        #expect(OutboxVacuum.threshold(tableRows: 1_000_000) == 100_000)
+    }
+
     @Test("runs are at least a second apart")
     func minimumInterval() {
         #expect(!OutboxVacuum.isDue(changesSinceLast: 50_000, sinceLastRun: .milliseconds(500), tableRows: 0))
