@@ -48,7 +48,7 @@ final class OutboxVacuum: Sendable {
 
     /// Runs until the stop flag is set: waits for a wake-up or the poll interval, and
     /// when enough rows changed, vacuums on a connection opened for that vacuum only,
-    /// so an idle service holds no extra connection. Meant for a dedicated thread.
+    /// so an idle service keeps no extra connection open. Meant for a dedicated thread.
     func run(conninfo: String, stop: StopFlag, pollInterval: Double) {
         var failures = 0
         while !stop.isSet {
@@ -90,7 +90,8 @@ final class OutboxVacuum: Sendable {
         return Double(changesSinceLast) >= threshold(tableRows: tableRows)
     }
 
-    /// The changes that make a vacuum due for a delivery table of `tableRows` rows.
+    /// Returns the number of changes that makes a vacuum due for a delivery table of
+    /// `tableRows` rows.
     static func threshold(tableRows: Double) -> Double {
         max(Double(minimumChanges), max(tableRows, 0) * tableFraction)
     }
