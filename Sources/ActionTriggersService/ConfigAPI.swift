@@ -85,7 +85,7 @@ struct ConfigAPI: Sendable {
         case .failure(let problem): return problem.response
         }
         // jsonb's || would append a non-object to the stored config as an array.
-        if partial, document.typeName != "object" {
+        if partial, document.objectValue == nil {
             let message = "the config must be a JSON object (got \(document.typeName))"
             return .json(400, "{\"non_field_errors\": [\(jsonString(message))]}")
         }

@@ -59,6 +59,7 @@ public final class Service: Sendable {
         try Migrator.migrate(connection, logger: Logger(component: "migrate", level: logLevel))
         try SettingsPublisher.publish(configuration.settings, to: connection)
         try checkBrokers(connection, logger: logger)
+        StartupAudit.run(connection, settings: configuration.settings, logger: logger)
         connection.close()
 
         let dispatcherWake = self.dispatcherWake

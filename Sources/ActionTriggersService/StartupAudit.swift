@@ -11,10 +11,11 @@ import PostgresClient
 /// the allowlist narrowed), and `env` dynamic values whose variable is not set. Both
 /// are allowed at save time on purpose, because they depend on the instance that
 /// delivers, so they can only be found here.
-public enum StartupAudit {
-    /// Runs the checks and logs what they find. A database failure is logged and the
-    /// check skipped, because the service works without it.
-    public static func run(conninfo: String, settings: Settings, logger: Logger) {
+enum StartupAudit {
+    /// Runs the checks on the start-up connection, after the settings' allowlist is
+    /// published, and logs what they find. A database failure is logged and the check
+    /// skipped, because the service works without it.
+    static func run(_ connection: PostgresConnection, settings: Settings, logger: Logger) {
         for (name, definition) in settings.dynamicValues.sorted(by: { $0.key < $1.key }) {
             if case .environment(let variable) = definition.source, ProcessInfo.processInfo.environment[variable] == nil {
                 logger.warning("dynamic value's environment variable is not set; deliveries that use it fail until it is", [
@@ -24,14 +25,15 @@ public enum StartupAudit {
         }
 
         do {
-            let connection = try PostgresConnection(conninfo: conninfo, applicationName: "action-triggers/audit")
             // webhook_url_error redacts credentials and queries from the URL it names.
             let rejected = try connection.query("""
-                SELECT w.config_id, w.position, action_triggers.webhook_url_error(w.url) AS problem
-                FROM action_triggers.webhook w
-                JOIN action_triggers.config c ON c.id = w.config_id
-                WHERE c.active AND action_triggers.webhook_url_error(w.url) IS NOT NULL
-                ORDER BY w.config_id, w.position
+                SELECT checked.config_id, checked.position, checked.problem
+                FROM (SELECT w.config_id, w.position, action_triggers.webhook_url_error(w.url) AS problem
+                      FROM action_triggers.webhook w
+                      JOIN action_triggers.config c ON c.id = w.config_id
+                      WHERE c.active) AS checked
+                WHERE checked.problem IS NOT NULL
+                ORDER BY checked.config_id, checked.position
                 """)
             for row in rejected.rows {
                 let configID = try row.int64("config_id")

@@ -177,7 +177,6 @@ func runServe(_ flags: [String: String]) -> Never {
         logger.error("service failed to start", ["error": String(describing: error)])
         exit(1)
     }
-    StartupAudit.run(conninfo: databaseURL(flags), settings: settings, logger: logger)
 
     signal(SIGTERM, SIG_IGN)
     signal(SIGINT, SIG_IGN)

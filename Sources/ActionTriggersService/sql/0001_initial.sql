@@ -503,10 +503,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     problem text;
 BEGIN
-    SELECT action_triggers.webhook_url_error(w.url) INTO problem
-    FROM action_triggers.webhook w
-    WHERE w.config_id = NEW.id AND action_triggers.webhook_url_error(w.url) IS NOT NULL
-    ORDER BY w.position
+    SELECT checked.problem INTO problem
+    FROM (SELECT w.position, action_triggers.webhook_url_error(w.url) AS problem
+          FROM action_triggers.webhook w WHERE w.config_id = NEW.id) AS checked
+    WHERE checked.problem IS NOT NULL
+    ORDER BY checked.position
     LIMIT 1;
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = problem;
