@@ -20,7 +20,7 @@ service (two in the scale-out scenario) and this script's own webhook receiver:
      because delivery is at least once.
 
 The receiver records a request when its whole body has been read, before it responds.
-A service killed after sending a request but before reading the answer therefore
+A service killed after sending a request but before reading the response therefore
 leaves a received request that the next attempt repeats, which is a duplicate.
 
 Exits 1 when a scenario loses a row, delivers an unknown or rolled-back row, or
@@ -125,7 +125,7 @@ class Receiver:
 
     It records (receipt time, row id, webhook-id header, status) for every request, where
     the row id is the "id" field of the JSON body. Going down closes the listening socket and every open
-    connection, so the service sees refused and reset connections until it comes back.
+    connection, so the service gets refused and reset connections until it comes back.
     """
 
     def __init__(self, port):
