@@ -88,15 +88,30 @@ enum DeliveryStore {
     /// being up for an attempt now: pending, or in flight with its lease run out, and
     /// not held back by an earlier delivery of the same webhook or queue and row, so
     /// that one row's deliveries go in event order.
+    ///
+    /// The check for an earlier delivery is a scalar subquery, not `NOT EXISTS`, so
+    /// that it stays a lookup per row in `delivery_webhook_row` or `delivery_queue_row`.
+    /// As `NOT EXISTS`, a generic plan built while the table looked empty joined every
+    /// due delivery with every unfinished one.
     static func readyCondition(target: String) -> String {
+        """
+        d.target = '\(target)' AND d.status IN ('pending', 'in_flight')
+          AND \(earlierUnfinishedSQL(target: target, delivery: "d")) IS NULL
+        """
+    }
+
+    /// Returns a scalar subquery that is 1 when the webhook or queue of `delivery` has an
+    /// unfinished delivery of the same row with a smaller id, and NULL otherwise.
+    /// `delivery` names a relation with the columns `id`, `model`, `row_key` and
+    /// `webhook_id` or `msg_broker_queue_id`; a NULL `row_key` is never held back.
+    static func earlierUnfinishedSQL(target: String, delivery: String) -> String {
         let column = target == "broker" ? "msg_broker_queue_id" : "webhook_id"
         return """
-            d.target = '\(target)' AND d.status IN ('pending', 'in_flight')
-              AND NOT EXISTS (
-                  SELECT 1 FROM action_triggers.delivery earlier
-                  WHERE earlier.\(column) = d.\(column) AND earlier.row_key = d.row_key AND earlier.id < d.id
-                    AND earlier.model IS NOT DISTINCT FROM d.model
-                    AND earlier.status IN ('pending', 'in_flight'))
+            (SELECT 1 FROM action_triggers.delivery earlier
+             WHERE earlier.\(column) = \(delivery).\(column) AND earlier.row_key = \(delivery).row_key
+               AND earlier.id < \(delivery).id AND earlier.model IS NOT DISTINCT FROM \(delivery).model
+               AND earlier.status IN ('pending', 'in_flight')
+             LIMIT 1)
             """
     }
 
@@ -133,6 +148,10 @@ enum DeliveryStore {
 
     /// Writes outcomes only where the claim is still ours (same attempt, still in flight),
     /// so a worker whose lease ran out cannot overwrite the worker that took over.
+    ///
+    /// `d.id = ANY (...)` makes the update look deliveries up by primary key whatever
+    /// the statistics say. With a plain join, a generic plan built on a small table
+    /// scanned every unfinished delivery for each record.
     static let recordSQL = """
         WITH r AS (
             SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(
@@ -149,7 +168,8 @@ enum DeliveryStore {
                 updated_at = now(),
                 completed_at = CASE WHEN r.status IN ('succeeded', 'failed', 'dead') THEN now() END
             FROM r
-            WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'in_flight'
+            WHERE d.id = ANY ((SELECT array_agg(id) FROM r)::bigint[]) AND d.id = r.id
+              AND d.attempts = r.attempt AND d.status = 'in_flight'
             RETURNING d.id
         )
         INSERT INTO action_triggers.delivery_attempt
@@ -160,15 +180,21 @@ enum DeliveryStore {
         """
 
     /// Returns the statement that gives the seconds until the next delivery of a target
-    /// is due. Deliveries held back by an earlier one of their row are not due by
-    /// themselves, and the index order lets it stop at the first one.
+    /// is due, and whether any delivery of it is pending. Deliveries held back by an
+    /// earlier one of their row are not due by themselves, but they count as pending:
+    /// they become due when the earlier one is recorded. The index order lets the first
+    /// part stop at the first due delivery.
     static func secondsUntilNextDueSQL(target: String) -> String {
         """
-        SELECT extract(epoch FROM d.next_attempt_at - now()) AS seconds
-        FROM action_triggers.delivery d
-        WHERE \(readyCondition(target: target))
-        ORDER BY d.next_attempt_at, d.id
-        LIMIT 1
+        SELECT extract(epoch FROM (
+                   SELECT d.next_attempt_at
+                   FROM action_triggers.delivery d
+                   WHERE \(readyCondition(target: target))
+                   ORDER BY d.next_attempt_at, d.id
+                   LIMIT 1) - now()) AS seconds,
+               EXISTS (
+                   SELECT 1 FROM action_triggers.delivery d
+                   WHERE d.target = '\(target)' AND d.status = 'pending') AS pending
         """
     }
 
@@ -177,29 +203,32 @@ enum DeliveryStore {
 
     static func claim(_ connection: PostgresConnection, limit: Int, leaseSeconds: Double) throws -> [ClaimedDelivery] {
         let result = try connection.queryPrepared(claimSQL, [String(limit), String(leaseSeconds)])
-        return try result.rows.map { row in
-            let signalName = try row.string("signal")
-            guard let signal = Signal(rawValue: signalName) else {
-                throw PostgresError(kind: .decoding, operation: "claim deliveries", message: "unknown signal \(signalName)")
-            }
-            return ClaimedDelivery(
-                id: try row.int64("id"),
-                eventID: try row.int64("event_id"),
-                webhookID: try row.int64("webhook_id"),
-                attempt: try row.int("attempts"),
-                retryAttempt: try row.int("retry_attempt"),
-                url: try row.string("url"),
-                method: try row.string("http_method"),
-                headers: try row.string("headers"),
-                signingSecrets: row["signing_secrets"],
-                caBundle: row["ca_bundle"],
-                timeoutSecs: try row.optional("timeout_secs", row.double),
-                renderedPayload: row["payload"],
-                urlError: row["url_error"],
-                event: CapturedEvent(
-                    id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),
-                    newRow: row["new_row"], oldRow: row["old_row"]))
+        return try result.rows.map { try claimedDelivery(from: $0, operation: "claim deliveries") }
+    }
+
+    /// Decodes a claimed webhook delivery from a row with the columns that `claimSQL` returns.
+    static func claimedDelivery(from row: PostgresRow, operation: String) throws -> ClaimedDelivery {
+        let signalName = try row.string("signal")
+        guard let signal = Signal(rawValue: signalName) else {
+            throw PostgresError(kind: .decoding, operation: operation, message: "unknown signal \(signalName)")
         }
+        return ClaimedDelivery(
+            id: try row.int64("id"),
+            eventID: try row.int64("event_id"),
+            webhookID: try row.int64("webhook_id"),
+            attempt: try row.int("attempts"),
+            retryAttempt: try row.int("retry_attempt"),
+            url: try row.string("url"),
+            method: try row.string("http_method"),
+            headers: try row.string("headers"),
+            signingSecrets: row["signing_secrets"],
+            caBundle: row["ca_bundle"],
+            timeoutSecs: try row.optional("timeout_secs", row.double),
+            renderedPayload: row["payload"],
+            urlError: row["url_error"],
+            event: CapturedEvent(
+                id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),
+                newRow: row["new_row"], oldRow: row["old_row"]))
     }
 
     /// Makes in-flight deliveries of this claim (same attempt) pending and due now, so
@@ -223,14 +252,19 @@ enum DeliveryStore {
         try connection.queryPrepared(recordSQL, [try AttemptRecord.jsonArray(records)])
     }
 
-    /// Returns the seconds until the next delivery to a target (`webhook` or `broker`)
-    /// is due, or `nil` when none is waiting.
-    static func secondsUntilNextDue(_ connection: PostgresConnection, target: String) throws -> Double? {
+    /// When the next delivery to a target is due, and whether any is pending.
+    struct NextDue {
+        /// Seconds until the next delivery is due, or nil when none is waiting.
+        var seconds: Double?
+        /// Whether a delivery is pending, including one held back by an earlier delivery of its row.
+        var pending: Bool
+    }
+
+    /// Returns when the next delivery to a target (`webhook` or `broker`) is due.
+    static func nextDue(_ connection: PostgresConnection, target: String) throws -> NextDue {
         let sql = target == "broker" ? brokerNextDueSQL : webhookNextDueSQL
-        guard let row = try connection.queryPrepared(sql).rows.first else {
-            return nil
-        }
-        return try row.optional("seconds", row.double)
+        let row = try connection.queryPrepared(sql).singleRow(operation: "find the next due delivery")
+        return NextDue(seconds: try row.optional("seconds", row.double), pending: try row.bool("pending"))
     }
 }
 

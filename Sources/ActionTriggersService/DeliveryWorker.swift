@@ -21,6 +21,8 @@ final class DeliveryWorker: Sendable {
     private let health: ServiceHealth
     private let metrics: ServiceMetrics
     private let dynamicValues: DynamicValueResolver
+    /// The request slots, shared with the dispatcher, which hands over the deliveries it claims.
+    private let handoff: DeliveryHandoff
     /// Receives the number of attempts written to the delivery log.
     private let onAttemptsRecorded: @Sendable (Int) -> Void
 
@@ -38,8 +40,10 @@ final class DeliveryWorker: Sendable {
     init(
         conninfo: String, settings: Settings,
         logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth, metrics: ServiceMetrics,
-        dynamicValues: DynamicValueResolver, onAttemptsRecorded: @escaping @Sendable (Int) -> Void = { _ in }
+        dynamicValues: DynamicValueResolver, handoff: DeliveryHandoff,
+        onAttemptsRecorded: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
+        self.handoff = handoff
         self.health = health
         self.metrics = metrics
         self.conninfo = conninfo
@@ -57,9 +61,11 @@ final class DeliveryWorker: Sendable {
         let client = HTTPClient(maxConnectionsPerHost: settings.deliveryConcurrency, userAgent: "action-triggers/\(Version.current)")
         let waker = client.makeWaker()
         wake.setInterrupt { waker.wake() }
-        // The hook must be gone before the client, and the waker's multi handle, are freed.
+        handoff.arrived.setInterrupt { waker.wake() }
+        // The hooks must be gone before the client, and the waker's multi handle, are freed.
         defer {
             wake.setInterrupt(nil)
+            handoff.arrived.setInterrupt(nil)
             withExtendedLifetime(client) {}
         }
 
@@ -90,19 +96,23 @@ final class DeliveryWorker: Sendable {
         }
     }
 
-    /// Records outcomes, claims into free slots and drives the requests until stopped and drained.
+    /// Records outcomes, starts the deliveries handed over, claims into free slots and
+    /// drives the requests until stopped and drained.
     private func runPipeline(_ connection: PostgresConnection, client: HTTPClient, state: inout PipelineState) throws {
         health.set(.delivery, ready: true)
         var claimAt = ContinuousClock.now
         let pollInterval = Duration.milliseconds(Int64(settings.pollInterval * 1000))
         var graceEnd: ContinuousClock.Instant?
+        // Whether a pending delivery may wait for an attempt in flight: one held back by
+        // an earlier delivery of its row, or more than the last claim could take.
+        var pendingMayWait = true
 
         while true {
             if !state.unrecorded.isEmpty {
                 try DeliveryStore.record(connection, state.unrecorded)
                 onAttemptsRecorded(state.unrecorded.count)
-                // A finished delivery may free later deliveries of its row, so claim again now.
-                if state.unrecorded.contains(where: { $0.status != "pending" }) {
+                // A finished delivery may free a later delivery of its row, so claim again now.
+                if pendingMayWait && state.unrecorded.contains(where: { $0.status != "pending" }) {
                     claimAt = .now
                 }
                 state.unrecorded.removeAll(keepingCapacity: true)
@@ -110,6 +120,12 @@ final class DeliveryWorker: Sendable {
             if let retryAt = state.earliestRetry {
                 claimAt = min(claimAt, retryAt)
                 state.earliestRetry = nil
+                pendingMayWait = true
+            }
+            // Deliveries handed over are claimed already, so they start even while stopping.
+            start(handoff.take(), client: client, connection: connection, state: &state)
+            if !state.unrecorded.isEmpty {
+                continue
             }
             if stop.isSet && state.inFlight.isEmpty {
                 return
@@ -122,24 +138,38 @@ final class DeliveryWorker: Sendable {
                     let released = try DeliveryStore.release(
                         connection, state.inFlight.values.map { (id: $0.delivery.id, attempt: $0.delivery.attempt) })
                     logger.info("released deliveries still in flight at shutdown", ["deliveries.count": released])
+                    handoff.free(state.inFlight.count)
                     state.inFlight.removeAll()
                     return
                 }
             }
 
-            let room = settings.deliveryConcurrency - state.inFlight.count
-            if !stop.isSet && room > 0 && (wake.consume() || ContinuousClock.now >= claimAt) {
-                let claimed = try DeliveryStore.claim(
-                    connection, limit: room, leaseSeconds: settings.maxWebhookTimeout + 60)
+            if !stop.isSet && handoff.hasFreeSlots && (wake.consume() || ContinuousClock.now >= claimAt) {
+                let room = handoff.reserve(upTo: settings.deliveryConcurrency)
+                let claimed: [ClaimedDelivery]
+                do {
+                    claimed = try DeliveryStore.claim(connection, limit: room, leaseSeconds: settings.maxWebhookTimeout + 60)
+                } catch {
+                    handoff.free(room)
+                    throw error
+                }
+                handoff.free(room - claimed.count)
                 start(claimed, client: client, connection: connection, state: &state)
-                if claimed.count == room {
+                if room == 0 {
+                    // The dispatcher took the free slots first: claim when one frees up.
                     claimAt = .now
+                } else if claimed.count == room {
+                    claimAt = .now
+                    pendingMayWait = true
                 } else if !claimed.isEmpty {
                     // Recording these deliveries claims again, so the next-due query can
                     // wait for a claim that finds nothing.
                     claimAt = .now + pollInterval
+                    pendingMayWait = true
                 } else {
-                    let untilDue = try DeliveryStore.secondsUntilNextDue(connection, target: "webhook") ?? settings.pollInterval
+                    let next = try DeliveryStore.nextDue(connection, target: "webhook")
+                    pendingMayWait = next.pending
+                    let untilDue = next.seconds ?? settings.pollInterval
                     claimAt = .now + .milliseconds(Int64(min(max(untilDue, 0.001), settings.pollInterval) * 1000))
                 }
             }
@@ -150,7 +180,8 @@ final class DeliveryWorker: Sendable {
             let wait: Duration
             if stop.isSet {
                 wait = .milliseconds(50)
-            } else if room <= 0 {
+            } else if !handoff.hasFreeSlots {
+                // A finished request or a handover interrupts the wait.
                 wait = pollInterval
             } else {
                 wait = max(.zero, min(claimAt - .now, pollInterval))
@@ -221,6 +252,7 @@ final class DeliveryWorker: Sendable {
             startedAt: startedAt.timeIntervalSince1970, durationMs: durationMs)
         metrics.recordAttempt(target: "webhook", outcome: record.outcome, durationSeconds: durationMs / 1000)
         state.unrecorded.append(record)
+        handoff.free(1)
     }
 
     private struct NotSent: Error {

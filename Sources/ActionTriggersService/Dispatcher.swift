@@ -14,17 +14,22 @@ final class Dispatcher: Sendable {
     private let logger: Logger
     private let stop: StopFlag
     private let wake: WakeSignal
-    /// Wakes the workers; the argument is true when broker deliveries may be due too.
-    private let onDeliveriesCreated: @Sendable (_ brokerDeliveries: Bool) -> Void
+    /// Wakes the workers to claim pending deliveries: to webhooks, to brokers, or both.
+    private let onDeliveriesCreated: @Sendable (_ webhooks: Bool, _ brokers: Bool) -> Void
+    /// Receives the webhook deliveries claimed as they are created; nil claims none that way.
+    private let handoff: DeliveryHandoff?
     /// Vacuums the outbox after heavy churn; nil in tests that run a dispatcher alone.
     private let vacuum: OutboxVacuum?
     private let health: ServiceHealth
     private let metrics: ServiceMetrics
 
     /// Returns the statement that claims events, marks them dispatched and creates the
-    /// deliveries of configs without a payload template. It returns one row: the counts,
-    /// the events by model and signal, and the matches whose payload the service must
-    /// render.
+    /// deliveries of configs without a payload template. Its summary columns hold the
+    /// counts, the events by model and signal, and the matches whose payload the service
+    /// must render. Up to $2 webhook deliveries are claimed as they are created, with a
+    /// lease of $3 seconds, and the statement returns one row for each, with the columns
+    /// of `DeliveryStore.claimSQL`; without such a delivery it returns one row with the
+    /// summary alone.
     ///
     /// With `deferTemplated`, events that match a config with a template are left
     /// undispatched and listed in `deferred`. A batch without templates then runs in
@@ -40,16 +45,12 @@ final class Dispatcher: Sendable {
             ORDER BY e.id
             \(limit)
             FOR UPDATE SKIP LOCKED
-        ), matched AS (
+        ), targets AS MATERIALIZED (
             SELECT DISTINCT ON (b.id, t.target, t.target_id)
                 b.id AS event_id, c.id AS config_id, t.target, t.target_id, t.url, t.http_method, t.headers, t.signing_secrets,
                 t.broker_name, t.conn_details, t.parameters, t.timeout_secs, c.payload,
                 ct.table_oid AS config_table, ct.app_label || '.' || lower(ct.model_name) AS model,
-                (SELECT string_agg(coalesce(b.new_row, b.old_row) ->> a.attname, ',' ORDER BY k.position)
-                 FROM pg_index i
-                 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
-                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                 WHERE i.indrelid = ct.table_oid AND i.indisprimary) AS row_key
+                coalesce(b.new_row, b.old_row) AS key_row
             FROM batch b
             -- pg_partition_ancestors lists a partition and its parents, and nothing for a plain table.
             JOIN action_triggers.config_content_type ct
@@ -66,6 +67,28 @@ final class Dispatcher: Sendable {
                 FROM action_triggers.msg_broker_queue q WHERE q.config_id = c.id
             ) AS t
             ORDER BY b.id, t.target, t.target_id
+        ), keys AS MATERIALIZED (
+            -- The primary key columns of each table the batch matched, read from the
+            -- catalog once per table instead of once per event.
+            SELECT tables.oid AS table_oid,
+                   (SELECT array_agg(a.attname::text ORDER BY k.position)
+                    FROM pg_index i
+                    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                    WHERE i.indrelid = tables.oid AND i.indisprimary) AS columns
+            FROM (SELECT DISTINCT config_table AS oid FROM targets) AS tables
+        ), matched AS MATERIALIZED (
+            -- The key takes the "C" collation of attname through ->>, and a comparison in
+            -- that collation cannot use the indexes on delivery.row_key, so it is reset.
+            SELECT t.event_id, t.config_id, t.target, t.target_id, t.url, t.http_method, t.headers, t.signing_secrets,
+                   t.broker_name, t.conn_details, t.parameters, t.timeout_secs, t.payload, t.config_table, t.model,
+                   CASE WHEN cardinality(k.columns) = 1 THEN t.key_row ->> k.columns[1]
+                        ELSE (SELECT string_agg(t.key_row ->> u.name, ',' ORDER BY u.position)
+                              FROM unnest(k.columns) WITH ORDINALITY AS u(name, position))
+                   END COLLATE "default" AS row_key
+            FROM targets t
+            LEFT JOIN keys k ON k.table_oid = t.config_table
+            ORDER BY t.event_id, t.target, t.target_id
         ), deferred AS (
             SELECT DISTINCT m.event_id FROM matched m WHERE \(deferTemplated) AND m.payload IS NOT NULL
         ), marked AS (
@@ -74,17 +97,42 @@ final class Dispatcher: Sendable {
             FROM batch b
             WHERE e.id = b.id AND b.id NOT IN (SELECT event_id FROM deferred)
             RETURNING e.id
-        ), created AS (
-            INSERT INTO action_triggers.delivery
-                (event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, msg_broker_queue_id,
-                 broker_name, conn_details, parameters, timeout_secs, model, row_key)
-            SELECT m.event_id, m.config_id, m.target,
-                   CASE WHEN m.target = 'webhook' THEN m.target_id END, m.url, m.http_method, m.headers, m.signing_secrets,
-                   CASE WHEN m.target = 'broker' THEN m.target_id END, m.broker_name, m.conn_details, m.parameters,
-                   m.timeout_secs, m.model, m.row_key
+        ), eligible AS (
+            -- The webhook deliveries that may be claimed as they are created: the first
+            -- of the batch for their webhook and row, with no unfinished delivery of that
+            -- row before them. The others are created pending, and the worker claims
+            -- them in row order.
+            SELECT m.*,
+                   m.target = 'webhook' AND m.payload IS NULL
+                   AND (row_number() OVER (PARTITION BY m.target, m.target_id, m.model, m.row_key ORDER BY m.event_id) = 1
+                        OR m.row_key IS NULL)
+                   AND (SELECT 1 FROM action_triggers.delivery earlier
+                        WHERE earlier.webhook_id = m.target_id AND earlier.row_key = m.row_key
+                          AND earlier.model IS NOT DISTINCT FROM m.model AND earlier.status IN ('pending', 'in_flight')
+                        LIMIT 1) IS NULL AS eligible
             FROM matched m
             WHERE m.payload IS NULL AND m.event_id NOT IN (SELECT event_id FROM deferred)
-            RETURNING target
+        ), planned AS (
+            -- At most $2 of them, the delivery worker's free slots, in event order.
+            SELECT e.*,
+                   e.eligible AND count(*) FILTER (WHERE e.eligible)
+                                  OVER (ORDER BY e.event_id, e.target, e.target_id ROWS UNBOUNDED PRECEDING) <= $2 AS claim
+            FROM eligible e
+        ), created AS (
+            -- Ids follow event order, which the per-row order of the claims relies on.
+            INSERT INTO action_triggers.delivery
+                (event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, msg_broker_queue_id,
+                 broker_name, conn_details, parameters, timeout_secs, model, row_key, status, attempts, next_attempt_at)
+            SELECT p.event_id, p.config_id, p.target,
+                   CASE WHEN p.target = 'webhook' THEN p.target_id END, p.url, p.http_method, p.headers, p.signing_secrets,
+                   CASE WHEN p.target = 'broker' THEN p.target_id END, p.broker_name, p.conn_details, p.parameters,
+                   p.timeout_secs, p.model, p.row_key,
+                   CASE WHEN p.claim THEN 'in_flight' ELSE 'pending' END,
+                   CASE WHEN p.claim THEN 1 ELSE 0 END,
+                   CASE WHEN p.claim THEN now() + make_interval(secs => $3::double precision) ELSE now() END
+            FROM planned p
+            ORDER BY p.event_id, p.target, p.target_id
+            RETURNING id, event_id, target, status, webhook_id, url, http_method, headers, signing_secrets, timeout_secs
         ), labeled AS (
             SELECT DISTINCT ON (b.id) b.signal, m.event_id IS NOT NULL AS matched,
                 coalesce(m.model, (
@@ -94,12 +142,14 @@ final class Dispatcher: Sendable {
                     LIMIT 1), 'unknown') AS model
             FROM batch b
             LEFT JOIN matched m ON m.event_id = b.id
-            WHERE b.id IN (SELECT id FROM marked)
+            -- The events marked dispatched: the batch without the deferred ones.
+            WHERE b.id NOT IN (SELECT event_id FROM deferred)
             ORDER BY b.id
-        )
-        SELECT
+        ), summary AS (
+            SELECT
             (SELECT count(*) FROM marked) AS events,
             (SELECT count(*) FROM created) AS deliveries,
+            (SELECT count(*) FROM created WHERE target = 'webhook' AND status = 'pending') AS pending_webhook_deliveries,
             (SELECT count(*) FROM created WHERE target = 'broker') AS broker_deliveries,
             (SELECT json_agg(json_build_object('model', l.model, 'signal', l.signal, 'events', l.events, 'matched', l.matched))
              FROM (SELECT model, signal, count(*) AS events, count(*) FILTER (WHERE matched) AS matched
@@ -119,13 +169,26 @@ final class Dispatcher: Sendable {
              WHERE m.payload IS NOT NULL AND m.event_id NOT IN (SELECT event_id FROM deferred))::text AS templated,
             (SELECT count(*) FROM batch) AS taken,
             (SELECT array_agg(event_id ORDER BY event_id) FROM deferred)::text AS deferred
+        )
+        -- One row per delivery claimed at creation, each with the summary; or the summary
+        -- alone. The event is read by primary key: its row images are as the batch read them.
+        SELECT s.*, c.id, c.event_id, 1 AS attempts, 1 AS retry_attempt, e.signal, e.operation,
+               e.new_row::text AS new_row, e.old_row::text AS old_row, NULL::text AS payload, c.timeout_secs,
+               c.webhook_id, c.url, c.http_method, c.headers::text AS headers, c.signing_secrets::text AS signing_secrets,
+               (SELECT w.ca_bundle FROM action_triggers.webhook w WHERE w.id = c.webhook_id) AS ca_bundle,
+               action_triggers.webhook_url_error(c.url) AS url_error
+        FROM summary s
+        LEFT JOIN (created c JOIN action_triggers.event e ON e.id = c.event_id) ON c.status = 'in_flight'
+        ORDER BY c.id
         """
     }
 
-    /// The first pass over the outbox: $1 is the batch size; templated events are deferred.
+    /// The first pass over the outbox: $1 is the batch size, $2 the deliveries to claim
+    /// at most and $3 their lease in seconds; templated events are deferred.
     static let dispatchSQL = dispatchSQL(eventFilter: "true", limit: "LIMIT $1", deferTemplated: true)
 
-    /// The pass over deferred events, in a transaction: $1 is their ids as a bigint[] literal.
+    /// The pass over deferred events, in a transaction: $1 is their ids as a bigint[] literal,
+    /// and $2 and $3 are as for `dispatchSQL`.
     static let dispatchDeferredSQL = dispatchSQL(
         eventFilter: "e.id = ANY ($1::bigint[])", limit: "", deferTemplated: false)
 
@@ -163,10 +226,11 @@ final class Dispatcher: Sendable {
 
     init(
         conninfo: String, settings: Settings, logger: Logger, stop: StopFlag, wake: WakeSignal, health: ServiceHealth,
-        metrics: ServiceMetrics, vacuum: OutboxVacuum? = nil,
-        onDeliveriesCreated: @escaping @Sendable (_ brokerDeliveries: Bool) -> Void
+        metrics: ServiceMetrics, vacuum: OutboxVacuum? = nil, handoff: DeliveryHandoff? = nil,
+        onDeliveriesCreated: @escaping @Sendable (_ webhooks: Bool, _ brokers: Bool) -> Void
     ) {
         self.vacuum = vacuum
+        self.handoff = handoff
         self.health = health
         self.metrics = metrics
         self.conninfo = conninfo
@@ -203,7 +267,7 @@ final class Dispatcher: Sendable {
                     // A wake-up that brought no event can mean redeliveries, which create
                     // none. The workers are woken after the dispatch, not before it, so
                     // that they do not claim before the new deliveries exist.
-                    onDeliveriesCreated(true)
+                    onDeliveriesCreated(true, true)
                 }
                 // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
                 woken = wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
@@ -277,8 +341,10 @@ final class Dispatcher: Sendable {
             total += events
             metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
             if deliveries.all > 0 {
-                onDeliveriesCreated(deliveries.broker > 0)
                 vacuum?.rowsChanged(deliveries.all)
+            }
+            if deliveries.pendingWebhooks > 0 || deliveries.broker > 0 {
+                onDeliveriesCreated(deliveries.pendingWebhooks > 0, deliveries.broker > 0)
             }
             if events > 0 {
                 logger.debug("dispatched events", ["dispatch.events": events, "dispatch.deliveries": deliveries.all])
@@ -290,22 +356,42 @@ final class Dispatcher: Sendable {
         return total
     }
 
-    /// Deliveries created that are due: all of them, and those to a broker.
+    /// Deliveries created that are due: all of them, the pending ones to webhooks,
+    /// which the delivery worker claims, and those to a broker.
     private struct DueCount {
         var all = 0
+        var pendingWebhooks = 0
         var broker = 0
 
         static func + (left: DueCount, right: DueCount) -> DueCount {
-            DueCount(all: left.all + right.all, broker: left.broker + right.broker)
+            DueCount(
+                all: left.all + right.all, pendingWebhooks: left.pendingWebhooks + right.pendingWebhooks,
+                broker: left.broker + right.broker)
         }
     }
 
-    /// Dispatches one batch in the caller's transaction and returns the events taken and
-    /// the deliveries created that are due.
+    /// Dispatches one batch and returns the events taken and the deliveries created
+    /// that are due. The first statement runs on its own (autocommit), so the webhook
+    /// deliveries it claims are committed before the worker sends them.
     private func dispatchBatch(_ connection: PostgresConnection) throws -> (events: Int, deliveries: DueCount) {
-        let row = try connection.queryPrepared(Self.dispatchSQL, [String(settings.dispatchBatchSize)]).singleRow()
-        let claimed = try row.int("taken")
-        var deliveries = DueCount(all: try row.int("deliveries"), broker: try row.int("broker_deliveries"))
+        let reserved = handoff?.reserve(upTo: settings.dispatchBatchSize) ?? 0
+        var handedOver = false
+        defer {
+            if !handedOver {
+                handoff?.free(reserved)
+            }
+        }
+        let result = try connection.queryPrepared(
+            Self.dispatchSQL, [String(settings.dispatchBatchSize), String(reserved), String(leaseSeconds)])
+        let claimed = try result.rows.filter { $0["id"] != nil }.map {
+            try DeliveryStore.claimedDelivery(from: $0, operation: "dispatch events")
+        }
+        handoff?.handOver(claimed, reserved: reserved)
+        handedOver = true
+
+        let row = try result.singleRow(operation: "dispatch events")
+        let taken = try row.int("taken")
+        var deliveries = try Self.dueCount(row)
         if let counts = row["counts"] {
             countEvents(counts)
         }
@@ -314,14 +400,27 @@ final class Dispatcher: Sendable {
                 try dispatchTemplated(connection, eventIDs: deferred)
             })
         }
-        return (claimed, deliveries)
+        return (taken, deliveries)
+    }
+
+    /// The lease of a delivery claimed at creation, as the worker's claims take it.
+    private var leaseSeconds: Double {
+        settings.maxWebhookTimeout + 60
+    }
+
+    private static func dueCount(_ row: PostgresRow) throws -> DueCount {
+        DueCount(
+            all: try row.int("deliveries"), pendingWebhooks: try row.int("pending_webhook_deliveries"),
+            broker: try row.int("broker_deliveries"))
     }
 
     /// Dispatches events that match a config with a payload template, in the caller's
-    /// transaction, and returns the deliveries created that are due.
+    /// transaction, and returns the deliveries created that are due. It claims none of
+    /// them at creation: the transaction has not committed when the statement returns.
     private func dispatchTemplated(_ connection: PostgresConnection, eventIDs: String) throws -> DueCount {
-        let row = try connection.queryPrepared(Self.dispatchDeferredSQL, [eventIDs]).singleRow()
-        var deliveries = DueCount(all: try row.int("deliveries"), broker: try row.int("broker_deliveries"))
+        let row = try connection.queryPrepared(Self.dispatchDeferredSQL, [eventIDs, "0", String(leaseSeconds)])
+            .singleRow()
+        var deliveries = try Self.dueCount(row)
         if let counts = row["counts"] {
             countEvents(counts)
         }
@@ -331,7 +430,9 @@ final class Dispatcher: Sendable {
             let records = try PayloadRenderer(connection: connection, logger: logger).render(matches)
             let created = try connection.queryPrepared(Self.insertRenderedSQL, [JSONValue.array(records).jsonText])
                 .singleRow()
-            deliveries = deliveries + DueCount(all: try created.int("pending"), broker: try created.int("pending_broker"))
+            let pending = try created.int("pending")
+            let pendingBroker = try created.int("pending_broker")
+            deliveries = deliveries + DueCount(all: pending, pendingWebhooks: pending - pendingBroker, broker: pendingBroker)
             metrics.deliveriesCreated.increment(by: UInt64(try created.int("dead")))
         }
         return deliveries

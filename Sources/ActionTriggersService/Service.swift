@@ -67,6 +67,7 @@ public final class Service: Sendable {
         let brokerWake = self.brokerWake
         let dynamicValues = DynamicValueResolver(definitions: configuration.settings.dynamicValues)
         let vacuum = self.vacuum
+        let handoff = DeliveryHandoff(slots: configuration.settings.deliveryConcurrency)
         let onAttemptsRecorded: @Sendable (Int) -> Void = { count in
             vacuum.rowsChanged(count)
         }
@@ -76,18 +77,20 @@ public final class Service: Sendable {
         let dispatcher = Dispatcher(
             conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "dispatcher", level: logLevel), stop: stop, wake: dispatcherWake, health: health,
-            metrics: metrics, vacuum: vacuum,
-            onDeliveriesCreated: { brokerDeliveries in
-                deliveryWake.raise()
-                // Without broker deliveries the broker worker's claim would find nothing.
-                if brokerDeliveries {
+            metrics: metrics, vacuum: vacuum, handoff: handoff,
+            onDeliveriesCreated: { webhooks, brokers in
+                // A worker woken for nothing would run a claim that finds nothing.
+                if webhooks {
+                    deliveryWake.raise()
+                }
+                if brokers {
                     brokerWake.raise()
                 }
             })
         let worker = DeliveryWorker(
             conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "delivery", level: logLevel), stop: stop, wake: deliveryWake, health: health,
-            metrics: metrics, dynamicValues: dynamicValues, onAttemptsRecorded: onAttemptsRecorded)
+            metrics: metrics, dynamicValues: dynamicValues, handoff: handoff, onAttemptsRecorded: onAttemptsRecorded)
         let brokerWorker = BrokerWorker(
             conninfo: configuration.databaseURL, settings: configuration.settings,
             logger: Logger(component: "broker", level: logLevel), stop: stop, wake: brokerWake, health: health,

@@ -200,5 +200,6 @@ struct DeliveryAPITests {
             "SELECT new_row ->> 'name' AS name FROM action_triggers.event").singleRow()
         #expect(remaining["name"] == "new")
         #expect(try harness.database.query("SELECT count(*) AS n FROM action_triggers.delivery").singleRow().int("n") == 1)
+        #expect(try harness.database.query("SELECT count(*) AS n FROM action_triggers.delivery_attempt").singleRow().int("n") == 1)
     }
 }

@@ -5,20 +5,20 @@ import Testing
 /// The service's own vacuum of the outbox, on its own thread and connection.
 @Suite("Outbox vacuum", .serialized)
 struct OutboxVacuumRunTests {
-    @Test("service vacuums after 2,000 changes")
+    @Test("service vacuums after 10,000 changes")
     func vacuumsAfterChanges() async throws {
         let harness = try Harness()
         let service = try await harness.startService()
         try harness.createConfig(harness.exampleOneConfig())
 
-        // 1,100 deliveries created and 1,100 attempts recorded make 2,200 changes.
+        // 5,100 deliveries created and 5,100 attempts recorded make 10,200 changes.
         try harness.database.query("""
             INSERT INTO myapp_customer (name, email)
-            SELECT 'customer ' || n, 'c' || n || '@example.com' FROM generate_series(1, 1100) AS n
+            SELECT 'customer ' || n, 'c' || n || '@example.com' FROM generate_series(1, 5100) AS n
             """)
-        try await harness.waitUntil("every delivery succeeds", timeout: .seconds(60)) {
+        try await harness.waitUntil("every delivery succeeds", timeout: .seconds(90)) {
             try harness.database.query(
-                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 1100
+                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 5100
         }
         try await service.waitForLog("component=vacuum msg=\"vacuumed the outbox\"")
 

@@ -6,12 +6,12 @@ import Testing
 struct OutboxVacuumTests {
     @Test("few changes start no vacuum")
     func fewChanges() {
-        #expect(!OutboxVacuum.isDue(changesSinceLast: 1_999, sinceLastRun: nil, tableRows: -1))
+        #expect(!OutboxVacuum.isDue(changesSinceLast: 9_999, sinceLastRun: nil, tableRows: -1))
     }
 
     @Test("a never-analyzed table uses the minimum")
     func neverAnalyzed() {
-        #expect(OutboxVacuum.isDue(changesSinceLast: 2_000, sinceLastRun: nil, tableRows: -1))
+        #expect(OutboxVacuum.isDue(changesSinceLast: 10_000, sinceLastRun: nil, tableRows: -1))
     }
 
     @Test("threshold grows with the table")
@@ -22,8 +22,8 @@ struct OutboxVacuumTests {
 
     @Test("threshold is the minimum or a tenth of the table")
     func threshold() {
-        #expect(OutboxVacuum.threshold(tableRows: -1) == 2_000)
-        #expect(OutboxVacuum.threshold(tableRows: 5_000) == 2_000)
+        #expect(OutboxVacuum.threshold(tableRows: -1) == 10_000)
+        #expect(OutboxVacuum.threshold(tableRows: 50_000) == 10_000)
         #expect(OutboxVacuum.threshold(tableRows: 1_000_000) == 100_000)
     }
 
@@ -36,8 +36,26 @@ struct OutboxVacuumTests {
     @Test("crossing the minimum reports once")
     func crossingReportsOnce() {
         let vacuum = OutboxVacuum(logger: .init(component: "test", level: .error))
-        #expect(!vacuum.rowsChanged(1_500))
+        #expect(!vacuum.rowsChanged(9_500))
         #expect(vacuum.rowsChanged(500))
         #expect(!vacuum.rowsChanged(500))
+    }
+
+    @Test("first vacuum analyzes")
+    func firstVacuumAnalyzes() {
+        #expect(OutboxVacuum.needsAnalyze(tableRows: -1, analyzedRows: nil))
+        #expect(OutboxVacuum.needsAnalyze(tableRows: 1_000_000, analyzedRows: nil))
+    }
+
+    @Test("analyze again once the table doubled")
+    func analyzeAfterDoubling() {
+        #expect(!OutboxVacuum.needsAnalyze(tableRows: 199_999, analyzedRows: 100_000))
+        #expect(OutboxVacuum.needsAnalyze(tableRows: 200_000, analyzedRows: 100_000))
+    }
+
+    @Test("small tables analyze again at 10,000 rows")
+    func analyzeSmallTable() {
+        #expect(!OutboxVacuum.needsAnalyze(tableRows: 9_999, analyzedRows: 0))
+        #expect(OutboxVacuum.needsAnalyze(tableRows: 10_000, analyzedRows: 0))
     }
 }

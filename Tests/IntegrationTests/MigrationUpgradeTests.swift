@@ -1,0 +1,59 @@
+@testable import ActionTriggersService
+import Logging
+import PostgresClient
+import Testing
+
+/// A database migrated by an earlier build is upgraded in place, with its rows kept.
+@Suite("Migration upgrade", .serialized)
+struct MigrationUpgradeTests {
+    @Test("version 1 database upgrades and keeps rows")
+    func upgradeFromVersionOne() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try connection.execute("SET client_min_messages = warning")
+        let migrations = try Migrator.bundledMigrations()
+        let first = try #require(migrations.first)
+        #expect(first.version == 1)
+
+        // The state an earlier build leaves: migration 1 applied and recorded, with an
+        // event, its delivery and an attempt.
+        try connection.execute("""
+            CREATE SCHEMA action_triggers;
+            CREATE TABLE action_triggers.schema_migration (
+                version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+            """)
+        try connection.execute(first.sql)
+        try connection.query("INSERT INTO action_triggers.schema_migration (version, name) VALUES (1, $1)", [first.name])
+        try connection.execute("""
+            INSERT INTO action_triggers.event (table_oid, signal, operation, new_row, dispatched_at)
+            VALUES ('myapp_customer'::regclass, 'post_save', 'INSERT', '{"id": 1}', now() - interval '30 days');
+            INSERT INTO action_triggers.delivery (event_id, config_id, webhook_id, url, http_method, headers, status)
+            SELECT id, 1, 1, 'http://127.0.0.1:1/hook', 'POST', '{}', 'succeeded' FROM action_triggers.event;
+            INSERT INTO action_triggers.delivery_attempt (delivery_id, attempt, started_at, duration_ms, outcome)
+            SELECT id, 1, now(), 1.5, 'succeeded' FROM action_triggers.delivery;
+            """)
+
+        let applied = try MigrationHelper.migrate(connection)
+
+        #expect(applied == migrations.dropFirst().map(\.version))
+        let foreignKeys = try connection.query("""
+            SELECT count(*) AS n FROM pg_constraint
+            WHERE contype = 'f'
+              AND conrelid IN ('action_triggers.delivery'::regclass, 'action_triggers.delivery_attempt'::regclass)
+            """).singleRow().int("n")
+        #expect(foreignKeys == 0)
+        let duePredicate = try connection.query(
+            "SELECT pg_get_expr(indpred, indrelid) AS predicate FROM pg_index WHERE indexrelid = 'action_triggers.delivery_due'::regclass"
+        ).singleRow().string("predicate")
+        #expect(duePredicate.contains("target"), "\(duePredicate)")
+
+        // Retention deletes the event's delivery and attempt itself now, without cascades.
+        let deleted = try connection.query(
+            "SELECT action_triggers.delete_old_events(now() - interval '1 day', 100) AS deleted").singleRow().int("deleted")
+        #expect(deleted == 1)
+        for table in ["event", "delivery", "delivery_attempt"] {
+            let remaining = try connection.query("SELECT count(*) AS n FROM action_triggers.\(table)").singleRow().int("n")
+            #expect(remaining == 0, "action_triggers.\(table) kept \(remaining) rows")
+        }
+    }
+}
