@@ -120,13 +120,13 @@ enum DeliveryStore {
     static func claimSQL(target: String, columns: String) -> String {
         """
         WITH due AS (
-            SELECT d.id
+            SELECT d.id, d.url
             FROM action_triggers.delivery d
             WHERE \(readyCondition(target: target)) AND d.next_attempt_at <= now()
             ORDER BY d.next_attempt_at, d.id
             LIMIT $1
             FOR UPDATE SKIP LOCKED
-        )
+        ), \(urlChecksSQL(urls: "SELECT url FROM due"))
         UPDATE action_triggers.delivery d
         SET status = 'in_flight',
             attempts = d.attempts + 1,
@@ -143,14 +143,26 @@ enum DeliveryStore {
     static let claimSQL = claimSQL(target: "webhook", columns: """
         d.webhook_id, d.url, d.http_method, d.headers::text AS headers, d.signing_secrets::text AS signing_secrets,
                           (SELECT w.ca_bundle FROM action_triggers.webhook w WHERE w.id = d.webhook_id) AS ca_bundle,
-                          action_triggers.webhook_url_error(d.url) AS url_error
+                          (SELECT c.url_error FROM url_checks c WHERE c.url = d.url) AS url_error
         """)
+
+    /// Returns a CTE named `url_checks` that checks each distinct URL of the query
+    /// `urls` against the allowlist once (`action_triggers.webhook_url_error`, about
+    /// 30 µs a call), with the columns `url` and `url_error`. NULL URLs are skipped.
+    static func urlChecksSQL(urls: String) -> String {
+        """
+        url_checks AS MATERIALIZED (
+            SELECT u.url, action_triggers.webhook_url_error(u.url) AS url_error
+            FROM (SELECT DISTINCT url FROM (\(urls)) AS listed WHERE url IS NOT NULL) AS u
+        )
+        """
+    }
 
     /// Writes outcomes only where the claim is still ours (same attempt, still in flight),
     /// so a worker whose lease ran out cannot overwrite the worker that took over.
     ///
     /// `d.id = ANY (...)` makes the update look deliveries up by primary key whatever
-    /// the statistics say. With a plain join, a generic plan built on a small table
+    /// the statistics. With a plain join, a generic plan built on a small table
     /// scanned every unfinished delivery for each record.
     static let recordSQL = """
         WITH r AS (

@@ -27,8 +27,8 @@ final class Dispatcher: Sendable {
     /// deliveries of configs without a payload template. Its summary columns hold the
     /// counts, the events by model and signal, and the matches whose payload the service
     /// must render. Up to $2 webhook deliveries are claimed as they are created, with a
-    /// lease of $3 seconds, and the statement returns one row for each, with the columns
-    /// of `DeliveryStore.claimSQL`; without such a delivery it returns one row with the
+    /// lease of $3 seconds. The statement returns one row for each, with the columns of
+    /// `DeliveryStore.claimSQL`. Without such a delivery, it returns one row with the
     /// summary alone.
     ///
     /// With `deferTemplated`, events that match a config with a template are left
@@ -169,22 +169,22 @@ final class Dispatcher: Sendable {
              WHERE m.payload IS NOT NULL AND m.event_id NOT IN (SELECT event_id FROM deferred))::text AS templated,
             (SELECT count(*) FROM batch) AS taken,
             (SELECT array_agg(event_id ORDER BY event_id) FROM deferred)::text AS deferred
-        )
+        ), \(DeliveryStore.urlChecksSQL(urls: "SELECT url FROM created WHERE status = 'in_flight'"))
         -- One row per delivery claimed at creation, each with the summary; or the summary
         -- alone. The event is read by primary key: its row images are as the batch read them.
         SELECT s.*, c.id, c.event_id, 1 AS attempts, 1 AS retry_attempt, e.signal, e.operation,
                e.new_row::text AS new_row, e.old_row::text AS old_row, NULL::text AS payload, c.timeout_secs,
                c.webhook_id, c.url, c.http_method, c.headers::text AS headers, c.signing_secrets::text AS signing_secrets,
                (SELECT w.ca_bundle FROM action_triggers.webhook w WHERE w.id = c.webhook_id) AS ca_bundle,
-               action_triggers.webhook_url_error(c.url) AS url_error
+               (SELECT u.url_error FROM url_checks u WHERE u.url = c.url) AS url_error
         FROM summary s
         LEFT JOIN (created c JOIN action_triggers.event e ON e.id = c.event_id) ON c.status = 'in_flight'
         ORDER BY c.id
         """
     }
 
-    /// The first pass over the outbox: $1 is the batch size, $2 the deliveries to claim
-    /// at most and $3 their lease in seconds; templated events are deferred.
+    /// The first pass over the outbox, which defers templated events. $1 is the batch
+    /// size, $2 the maximum number of deliveries to claim and $3 their lease in seconds.
     static let dispatchSQL = dispatchSQL(eventFilter: "true", limit: "LIMIT $1", deferTemplated: true)
 
     /// The pass over deferred events, in a transaction: $1 is their ids as a bigint[] literal,

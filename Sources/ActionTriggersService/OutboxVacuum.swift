@@ -106,8 +106,9 @@ final class OutboxVacuum: Sendable {
         return tableRows >= 2 * max(analyzedRows, Double(minimumChanges) / 2)
     }
 
-    /// The columns whose statistics the planner uses for the service's own queries; the
-    /// JSON columns, whose statistics are the costly part of an ANALYZE, are left out.
+    /// Analyzes the columns whose statistics the planner uses for the service's own
+    /// queries. The JSON columns are left out, because their statistics are the costly
+    /// part of an ANALYZE.
     static let analyzeSQL = """
         ANALYZE (SKIP_LOCKED) action_triggers.event (id, dispatched_at, table_oid),
             action_triggers.delivery (target, status, next_attempt_at, webhook_id, msg_broker_queue_id, row_key, model,
@@ -121,7 +122,7 @@ final class OutboxVacuum: Sendable {
     }
 
     /// Runs VACUUM on the event and delivery tables when enough rows changed since the
-    /// last run, and ANALYZE when `needsAnalyze` says so. SKIP_LOCKED skips a table that
+    /// last run, and ANALYZE when `needsAnalyze` returns true. SKIP_LOCKED skips a table that
     /// autovacuum or another instance is vacuuming, so the caller does not wait for
     /// another vacuum's lock.
     func runIfDue(_ connection: PostgresConnection) throws {

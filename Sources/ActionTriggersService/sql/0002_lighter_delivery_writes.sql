@@ -1,7 +1,7 @@
 -- Deliveries and delivery attempts lose their foreign keys to the event and the
--- delivery they belong to. Every key check ran a trigger per inserted row that
--- locked the parent row: in 64-row batches, EXPLAIN ANALYZE put it at about a
--- tenth of the time of the dispatch statement and a quarter of the time of the
+-- delivery they belong to. Every key check ran a trigger per inserted row, which
+-- locked the parent row. In 64-row batches, EXPLAIN ANALYZE put these triggers at
+-- about a tenth of the dispatch statement's time and a quarter of the time of the
 -- statement that records attempts. Only the service writes these tables, and
 -- delete_old_events now deletes an event's deliveries and their attempts itself,
 -- which ON DELETE CASCADE did before.
@@ -41,10 +41,11 @@ $$;
 
 -- The claim's index gets a predicate on `target`. The check for an unfinished
 -- earlier delivery of a row names no target, so the planner can no longer serve it
--- from this index, which holds every unfinished delivery (and, until a vacuum, the
--- dead entries of finished ones), and looks the row up in delivery_webhook_row or
--- delivery_queue_row instead. Statistics taken while the table was small made it
--- pick this index, and each check then scanned all unfinished deliveries.
+-- from this index, which contains every unfinished delivery and, until a vacuum,
+-- the dead entries of finished ones. The check then looks the row up in
+-- delivery_webhook_row or delivery_queue_row. Statistics taken while the table was
+-- small made the planner pick this index, and each check scanned all unfinished
+-- deliveries.
 DROP INDEX action_triggers.delivery_due;
 CREATE INDEX delivery_due ON action_triggers.delivery (target, next_attempt_at, id)
     WHERE status IN ('pending', 'in_flight') AND target IN ('webhook', 'broker');
