@@ -9,6 +9,12 @@ import PostgresClient
 final class Listener: Sendable {
     static let channel = "action_triggers_wakeup"
 
+    /// The shortest time between two wake-ups. Every committed change sends a
+    /// notification, and waking for each one cost more CPU than the dispatch itself at
+    /// thousands of commits a second. Notifications that arrive during the pause are
+    /// read after it, with one wake-up, and a change waits at most this long for it.
+    static let wakeInterval = Duration.milliseconds(2)
+
     private let conninfo: String
     private let logger: Logger
     private let stop: StopFlag
@@ -49,6 +55,7 @@ final class Listener: Sendable {
                 let notifications = try connection.waitForNotifications(timeout: .milliseconds(250))
                 if !notifications.isEmpty {
                     onWake()
+                    stop.sleep(seconds: Self.wakeInterval.seconds)
                 }
             }
         }
