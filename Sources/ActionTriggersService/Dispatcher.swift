@@ -217,7 +217,7 @@ final class Dispatcher: Sendable {
     /// dispatches them, before it dispatches. Every dispatch costs a statement, a claim
     /// and a record whatever its size, so at high rates a short wait puts several events
     /// in one batch and leaves more CPU to the application.
-    static let gatherDelay = Duration.milliseconds(10)
+    static let gatherDelay = Duration.milliseconds(4)
 
     /// The time since the last dispatch that took more than one event, under which a
     /// wake-up counts as busy and waits `gatherDelay`. At a steady 200 events/s
