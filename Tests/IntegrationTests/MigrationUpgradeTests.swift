@@ -57,3 +57,51 @@ struct MigrationUpgradeTests {
         }
     }
 }
+
+/// Retention in SQL: which events `action_triggers.delete_old_events` deletes.
+@Suite("Retention in SQL", .serialized)
+struct RetentionSQLTests {
+    @Test("old finished events go in batches")
+    func oldFinishedEventsDeleted() throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try connection.execute("SET client_min_messages = warning")
+        try MigrationHelper.migrate(connection)
+
+        // 30 old events whose deliveries succeeded, then one old event whose delivery
+        // is still pending, then 5 recent ones.
+        try connection.execute("""
+            INSERT INTO action_triggers.event (table_oid, signal, operation, new_row, dispatched_at)
+            SELECT 'myapp_customer'::regclass, 'post_save', 'INSERT', jsonb_build_object('id', n),
+                   now() - interval '30 days'
+            FROM generate_series(1, 31) AS n;
+            INSERT INTO action_triggers.event (table_oid, signal, operation, new_row, dispatched_at)
+            SELECT 'myapp_customer'::regclass, 'post_save', 'INSERT', jsonb_build_object('id', n), now()
+            FROM generate_series(32, 36) AS n;
+            INSERT INTO action_triggers.delivery (event_id, config_id, webhook_id, url, http_method, headers, status)
+            SELECT id, 1, 1, 'http://127.0.0.1:1/hook', 'POST', '{}',
+                   CASE WHEN (new_row ->> 'id')::int = 31 THEN 'pending' ELSE 'succeeded' END
+            FROM action_triggers.event;
+            INSERT INTO action_triggers.delivery_attempt (delivery_id, attempt, started_at, duration_ms, outcome)
+            SELECT id, 1, now(), 1.0, 'succeeded' FROM action_triggers.delivery WHERE status = 'succeeded';
+            """)
+
+        var counts: [Int] = []
+        for _ in 0..<10 {
+            let deleted = try connection.query(
+                "SELECT action_triggers.delete_old_events(now() - interval '1 day', 10) AS deleted"
+            ).singleRow().int("deleted")
+            counts.append(deleted)
+            if deleted == 0 {
+                break
+            }
+        }
+
+        #expect(counts == [10, 10, 10, 0])
+        let remaining = try connection.query(
+            "SELECT string_agg(new_row ->> 'id', ',' ORDER BY id) AS ids FROM action_triggers.event").singleRow()
+        #expect(remaining["ids"] == "31,32,33,34,35,36")
+        #expect(try connection.query("SELECT count(*) AS n FROM action_triggers.delivery").singleRow().int("n") == 6)
+        #expect(try connection.query("SELECT count(*) AS n FROM action_triggers.delivery_attempt").singleRow().int("n") == 5)
+    }
+}
