@@ -104,7 +104,7 @@ final class BrokerWorker: Sendable {
                 if claimed.count == Self.claimBatchSize {
                     continue
                 }
-                let untilDue = try DeliveryStore.nextDue(connection, target: "broker").seconds ?? settings.pollInterval
+                let untilDue = try DeliveryStore.nextDue(connection, target: "broker", window: settings.pollInterval).seconds ?? settings.pollInterval
                 _ = wake.wait(timeout: min(max(untilDue, 0.001), settings.pollInterval))
             }
         }

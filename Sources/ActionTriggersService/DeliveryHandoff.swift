@@ -12,10 +12,15 @@ final class DeliveryHandoff: Sendable {
     private struct State {
         var freeSlots: Int
         var waiting: [ClaimedDelivery] = []
+        /// Set by a `reserve` that found no free slot, so the next `free` wakes the worker.
+        var slotWanted = false
+        /// Set when the worker has stopped taking deliveries.
+        var closed = false
     }
 
     private let state: Mutex<State>
-    /// Raised when deliveries are handed over, so the worker wakes from its wait.
+    /// Raised when deliveries are handed over, or slots freed that a `reserve` found
+    /// taken, so the worker wakes from its wait.
     let arrived = WakeSignal()
 
     init(slots: Int) {
@@ -27,6 +32,9 @@ final class DeliveryHandoff: Sendable {
         state.withLock { state in
             let reserved = max(0, min(limit, state.freeSlots))
             state.freeSlots -= reserved
+            if reserved == 0 && limit > 0 {
+                state.slotWanted = true
+            }
             return reserved
         }
     }
@@ -39,19 +47,51 @@ final class DeliveryHandoff: Sendable {
     /// Frees `count` slots: a reservation that went unused, or attempts that finished.
     func free(_ count: Int) {
         guard count > 0 else { return }
-        state.withLock { $0.freeSlots += count }
+        let wanted = state.withLock { state in
+            state.freeSlots += count
+            defer { state.slotWanted = false }
+            return state.slotWanted
+        }
+        if wanted {
+            arrived.raise()
+        }
     }
 
     /// Queues deliveries claimed in `reserved` slots for the worker, frees the slots
-    /// that went unused, and wakes the worker.
-    func handOver(_ deliveries: [ClaimedDelivery], reserved: Int) {
+    /// that went unused, and wakes the worker. Returns the deliveries that the worker
+    /// no longer takes because it has stopped; the caller releases them.
+    @discardableResult
+    func handOver(_ deliveries: [ClaimedDelivery], reserved: Int) -> [ClaimedDelivery] {
         precondition(deliveries.count <= reserved, "more deliveries handed over than slots reserved")
-        state.withLock { state in
+        let (refused, wake) = state.withLock { state -> ([ClaimedDelivery], Bool) in
+            if state.closed {
+                state.freeSlots += reserved
+                return (deliveries, false)
+            }
             state.waiting.append(contentsOf: deliveries)
-            state.freeSlots += reserved - deliveries.count
+            let unused = reserved - deliveries.count
+            state.freeSlots += unused
+            let wake = !deliveries.isEmpty || (unused > 0 && state.slotWanted)
+            if unused > 0 {
+                state.slotWanted = false
+            }
+            return ([], wake)
         }
-        if !deliveries.isEmpty {
+        if wake {
             arrived.raise()
+        }
+        return refused
+    }
+
+    /// Stops the handoff and returns the deliveries still waiting, for the worker to
+    /// release as it stops; later handovers are refused.
+    func close() -> [ClaimedDelivery] {
+        state.withLock { state in
+            state.closed = true
+            let deliveries = state.waiting
+            state.freeSlots += deliveries.count
+            state.waiting.removeAll()
+            return deliveries
         }
     }
 

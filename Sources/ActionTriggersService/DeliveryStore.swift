@@ -192,10 +192,11 @@ enum DeliveryStore {
         """
 
     /// Returns the statement that gives the seconds until the next delivery of a target
-    /// is due, and whether any delivery of it is pending. Deliveries held back by an
-    /// earlier one of their row are not due by themselves, but they count as pending:
-    /// they become due when the earlier one is recorded. The index order lets the first
-    /// part stop at the first due delivery.
+    /// is due, and whether a delivery of it is pending and due within $1 seconds.
+    /// Deliveries held back by an earlier one of their row are not due by themselves,
+    /// but they count as pending: they become due when the earlier one is recorded. A
+    /// retry due later does not count. The index order lets the first part stop at the
+    /// first due delivery.
     static func secondsUntilNextDueSQL(target: String) -> String {
         """
         SELECT extract(epoch FROM (
@@ -206,7 +207,8 @@ enum DeliveryStore {
                    LIMIT 1) - now()) AS seconds,
                EXISTS (
                    SELECT 1 FROM action_triggers.delivery d
-                   WHERE d.target = '\(target)' AND d.status = 'pending') AS pending
+                   WHERE d.target = '\(target)' AND d.status = 'pending'
+                     AND d.next_attempt_at <= now() + make_interval(secs => $1::double precision)) AS pending
         """
     }
 
@@ -268,14 +270,16 @@ enum DeliveryStore {
     struct NextDue {
         /// Seconds until the next delivery is due, or nil when none is waiting.
         var seconds: Double?
-        /// Whether a delivery is pending, including one held back by an earlier delivery of its row.
+        /// Whether a delivery is pending and due within the window, including one held
+        /// back by an earlier delivery of its row.
         var pending: Bool
     }
 
-    /// Returns when the next delivery to a target (`webhook` or `broker`) is due.
-    static func nextDue(_ connection: PostgresConnection, target: String) throws -> NextDue {
+    /// Returns when the next delivery to a target (`webhook` or `broker`) is due, and
+    /// whether one is pending and due within `window` seconds.
+    static func nextDue(_ connection: PostgresConnection, target: String, window: Double) throws -> NextDue {
         let sql = target == "broker" ? brokerNextDueSQL : webhookNextDueSQL
-        let row = try connection.queryPrepared(sql).singleRow(operation: "find the next due delivery")
+        let row = try connection.queryPrepared(sql, [String(window)]).singleRow(operation: "find the next due delivery")
         return NextDue(seconds: try row.optional("seconds", row.double), pending: try row.bool("pending"))
     }
 }

@@ -85,7 +85,7 @@ final class DeliveryWorker: Sendable {
             },
             shouldRetry: { failures in
                 guard self.stop.isSet && failures >= 3 else { return true }
-                let unrecorded = state.unrecorded.count + state.inFlight.count
+                let unrecorded = state.unrecorded.count + state.inFlight.count + self.handoff.close().count
                 if unrecorded > 0 {
                     self.logger.warning("stopping with attempts not recorded; they are retried after their lease", [
                         "deliveries.unrecorded": unrecorded,
@@ -149,6 +149,7 @@ final class DeliveryWorker: Sendable {
                 continue
             }
             if stop.isSet && state.inFlight.isEmpty {
+                try releaseHandedOver(connection)
                 return
             }
             if stop.isSet {
@@ -161,12 +162,19 @@ final class DeliveryWorker: Sendable {
                     logger.info("released deliveries still in flight at shutdown", ["deliveries.count": released])
                     handoff.free(state.inFlight.count)
                     state.inFlight.removeAll()
+                    try releaseHandedOver(connection)
                     return
                 }
             }
 
             if !stop.isSet && handoff.hasFreeSlots && (wake.consume() || ContinuousClock.now >= claimAt) {
                 let room = handoff.reserve(upTo: settings.deliveryConcurrency)
+                if room == 0 {
+                    // The dispatcher took the free slots first. The handoff wakes this
+                    // worker when it frees them, and the claim runs then.
+                    claimAt = .now
+                    continue
+                }
                 let claimed: [ClaimedDelivery]
                 do {
                     claimed = try DeliveryStore.claim(connection, limit: room, leaseSeconds: settings.maxWebhookTimeout + 60)
@@ -176,10 +184,7 @@ final class DeliveryWorker: Sendable {
                 }
                 handoff.free(room - claimed.count)
                 start(claimed, client: client, connection: connection, state: &state)
-                if room == 0 {
-                    // The dispatcher took the free slots first: claim when one frees up.
-                    claimAt = .now
-                } else if claimed.count == room {
+                if claimed.count == room {
                     claimAt = .now
                     pendingMayWait = true
                 } else if !claimed.isEmpty {
@@ -188,7 +193,7 @@ final class DeliveryWorker: Sendable {
                     claimAt = .now + pollInterval
                     pendingMayWait = true
                 } else {
-                    let next = try DeliveryStore.nextDue(connection, target: "webhook")
+                    let next = try DeliveryStore.nextDue(connection, target: "webhook", window: settings.pollInterval)
                     pendingMayWait = next.pending
                     let untilDue = next.seconds ?? settings.pollInterval
                     claimAt = .now + .milliseconds(Int64(min(max(untilDue, 0.001), settings.pollInterval) * 1000))
@@ -213,6 +218,15 @@ final class DeliveryWorker: Sendable {
             collect(client.poll(timeout: wait), into: &state)
             metrics.deliveriesInFlight.set(Double(state.inFlight.count))
         }
+    }
+
+    /// Closes the handoff as the worker stops and hands the deliveries that were still
+    /// waiting in it back to the queue, so that they do not wait out their lease.
+    private func releaseHandedOver(_ connection: PostgresConnection) throws {
+        let waiting = handoff.close()
+        guard !waiting.isEmpty else { return }
+        let released = try DeliveryStore.release(connection, waiting.map { (id: $0.id, attempt: $0.attempt) })
+        logger.info("released deliveries handed over at shutdown", ["deliveries.count": released])
     }
 
     /// Starts a request per claimed delivery; a delivery that cannot be sent is recorded at once.

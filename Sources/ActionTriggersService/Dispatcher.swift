@@ -89,8 +89,20 @@ final class Dispatcher: Sendable {
             FROM targets t
             LEFT JOIN keys k ON k.table_oid = t.config_table
             ORDER BY t.event_id, t.target, t.target_id
+        ), templated_rows AS MATERIALIZED (
+            SELECT m.model, m.row_key, min(m.event_id) AS first_event
+            FROM matched m
+            WHERE \(deferTemplated) AND m.payload IS NOT NULL
+            GROUP BY m.model, m.row_key
         ), deferred AS (
-            SELECT DISTINCT m.event_id FROM matched m WHERE \(deferTemplated) AND m.payload IS NOT NULL
+            -- The events that match a template, and the later events of the batch for
+            -- the same rows, so that the second pass creates a row's deliveries in event
+            -- order too.
+            SELECT DISTINCT m.event_id FROM matched m
+            WHERE \(deferTemplated)
+              AND (m.payload IS NOT NULL
+                   OR EXISTS (SELECT 1 FROM templated_rows t
+                              WHERE t.model = m.model AND t.row_key = m.row_key AND t.first_event < m.event_id))
         ), marked AS (
             UPDATE action_triggers.event e
             SET dispatched_at = now()
@@ -112,11 +124,19 @@ final class Dispatcher: Sendable {
                         LIMIT 1) IS NULL AS eligible
             FROM matched m
             WHERE m.payload IS NULL AND m.event_id NOT IN (SELECT event_id FROM deferred)
+        ), alone AS (
+            -- Whether no older event waits undispatched. One that does is locked by
+            -- another dispatcher, which may be creating an earlier delivery of a row of
+            -- this batch that this statement cannot see yet, so nothing is claimed.
+            SELECT NOT EXISTS (
+                SELECT 1 FROM action_triggers.event o
+                WHERE o.dispatched_at IS NULL AND o.id < (SELECT min(id) FROM batch)) AS alone
         ), planned AS (
             -- At most $2 of them, the delivery worker's free slots, in event order.
             SELECT e.*,
-                   e.eligible AND count(*) FILTER (WHERE e.eligible)
-                                  OVER (ORDER BY e.event_id, e.target, e.target_id ROWS UNBOUNDED PRECEDING) <= $2 AS claim
+                   e.eligible AND (SELECT alone FROM alone)
+                   AND count(*) FILTER (WHERE e.eligible)
+                       OVER (ORDER BY e.event_id, e.target, e.target_id ROWS UNBOUNDED PRECEDING) <= $2 AS claim
             FROM eligible e
         ), created AS (
             -- Ids follow event order, which the per-row order of the claims relies on.
@@ -383,11 +403,25 @@ final class Dispatcher: Sendable {
         }
         let result = try connection.queryPrepared(
             Self.dispatchSQL, [String(settings.dispatchBatchSize), String(reserved), String(leaseSeconds)])
-        let claimed = try result.rows.filter { $0["id"] != nil }.map {
-            try DeliveryStore.claimedDelivery(from: $0, operation: "dispatch events")
+        let claimed: [ClaimedDelivery]
+        do {
+            claimed = try result.rows.filter { $0["id"] != nil }.map {
+                try DeliveryStore.claimedDelivery(from: $0, operation: "dispatch events")
+            }
+        } catch {
+            // The deliveries are committed in flight: hand them back to the queue
+            // rather than leave them to their lease.
+            let ids = result.rows.compactMap { $0["id"].flatMap { Int64($0) } }
+            _ = try? DeliveryStore.release(connection, ids.map { (id: $0, attempt: 1) })
+            throw error
         }
-        handoff?.handOver(claimed, reserved: reserved)
+        let refused = handoff?.handOver(claimed, reserved: reserved) ?? []
         handedOver = true
+        if !refused.isEmpty {
+            // The delivery worker has stopped; the queue takes the deliveries back.
+            let released = try DeliveryStore.release(connection, refused.map { (id: $0.id, attempt: $0.attempt) })
+            logger.info("released deliveries handed over at shutdown", ["deliveries.count": released])
+        }
 
         let row = try result.singleRow(operation: "dispatch events")
         let taken = try row.int("taken")

@@ -52,6 +52,32 @@ struct DeliveryHandoffTests {
         #expect(handoff.arrived.consume())
     }
 
+    @Test("closed handoff refuses deliveries")
+    func closedRefuses() {
+        let handoff = DeliveryHandoff(slots: 2)
+        handoff.handOver([delivery(1)], reserved: handoff.reserve(upTo: 2))
+        let waiting = handoff.close()
+        #expect(waiting.map(\.id) == [1])
+
+        let refused = handoff.handOver([delivery(2)], reserved: handoff.reserve(upTo: 2))
+        #expect(refused.map(\.id) == [2])
+        #expect(handoff.take().isEmpty)
+        #expect(handoff.reserve(upTo: 5) == 2)
+    }
+
+    @Test("slots freed after a failed reserve wake the worker")
+    func freedSlotsWake() {
+        let handoff = DeliveryHandoff(slots: 1)
+        let reserved = handoff.reserve(upTo: 1)
+        #expect(handoff.reserve(upTo: 1) == 0)
+        #expect(!handoff.arrived.consume())
+
+        handoff.handOver([], reserved: reserved)
+        #expect(handoff.arrived.consume())
+        handoff.free(0)
+        #expect(!handoff.arrived.consume())
+    }
+
     @Test("freeing nothing changes nothing")
     func freeZero() {
         let handoff = DeliveryHandoff(slots: 1)

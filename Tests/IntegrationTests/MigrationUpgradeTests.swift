@@ -24,11 +24,15 @@ struct MigrationUpgradeTests {
             """)
         try connection.execute(first.sql)
         try connection.query("INSERT INTO action_triggers.schema_migration (version, name) VALUES (1, $1)", [first.name])
+        // Two old events: one whose delivery succeeded, one whose delivery is pending.
         try connection.execute("""
             INSERT INTO action_triggers.event (table_oid, signal, operation, new_row, dispatched_at)
-            VALUES ('myapp_customer'::regclass, 'post_save', 'INSERT', '{"id": 1}', now() - interval '30 days');
+            SELECT 'myapp_customer'::regclass, 'post_save', 'INSERT', jsonb_build_object('id', n), now() - interval '30 days'
+            FROM generate_series(1, 2) AS n;
             INSERT INTO action_triggers.delivery (event_id, config_id, webhook_id, url, http_method, headers, status)
-            SELECT id, 1, 1, 'http://127.0.0.1:1/hook', 'POST', '{}', 'succeeded' FROM action_triggers.event;
+            SELECT id, 1, 1, 'http://127.0.0.1:1/hook', 'POST', '{}',
+                   CASE WHEN new_row ->> 'id' = '1' THEN 'succeeded' ELSE 'pending' END
+            FROM action_triggers.event;
             INSERT INTO action_triggers.delivery_attempt (delivery_id, attempt, started_at, duration_ms, outcome)
             SELECT id, 1, now(), 1.5, 'succeeded' FROM action_triggers.delivery;
             """)
@@ -36,6 +40,10 @@ struct MigrationUpgradeTests {
         let applied = try MigrationHelper.migrate(connection)
 
         #expect(applied == migrations.dropFirst().map(\.version))
+        for table in ["event", "delivery", "delivery_attempt"] {
+            let kept = try connection.query("SELECT count(*) AS n FROM action_triggers.\(table)").singleRow().int("n")
+            #expect(kept == 2, "action_triggers.\(table) has \(kept) rows after the upgrade")
+        }
         let foreignKeys = try connection.query("""
             SELECT count(*) AS n FROM pg_constraint
             WHERE contype = 'f'
@@ -47,13 +55,21 @@ struct MigrationUpgradeTests {
         ).singleRow().string("predicate")
         #expect(duePredicate.contains("target"), "\(duePredicate)")
 
-        // Retention deletes the event's delivery and attempt itself now, without cascades.
+        // Retention deletes the finished event with its delivery and attempt, through
+        // the delete triggers that replace the cascades, and keeps the pending one.
         let deleted = try connection.query(
             "SELECT action_triggers.delete_old_events(now() - interval '1 day', 100) AS deleted").singleRow().int("deleted")
         #expect(deleted == 1)
         for table in ["event", "delivery", "delivery_attempt"] {
             let remaining = try connection.query("SELECT count(*) AS n FROM action_triggers.\(table)").singleRow().int("n")
-            #expect(remaining == 0, "action_triggers.\(table) kept \(remaining) rows")
+            #expect(remaining == 1, "action_triggers.\(table) has \(remaining) rows after retention")
+        }
+
+        // Deleting an event by hand deletes its delivery and attempt too.
+        try connection.query("DELETE FROM action_triggers.event")
+        for table in ["delivery", "delivery_attempt"] {
+            let remaining = try connection.query("SELECT count(*) AS n FROM action_triggers.\(table)").singleRow().int("n")
+            #expect(remaining == 0, "action_triggers.\(table) kept \(remaining) rows of a deleted event")
         }
     }
 }
