@@ -13,7 +13,7 @@ final class DeliveryHandoff: Sendable {
         var freeSlots: Int
         var waiting: [ClaimedDelivery] = []
         /// Set by a `reserve` that found no free slot, so the next `free` wakes the worker.
-        var slotWanted = false
+        var slotRequested = false
         /// Set when the worker has stopped taking deliveries.
         var closed = false
     }
@@ -33,7 +33,7 @@ final class DeliveryHandoff: Sendable {
             let reserved = max(0, min(limit, state.freeSlots))
             state.freeSlots -= reserved
             if reserved == 0 && limit > 0 {
-                state.slotWanted = true
+                state.slotRequested = true
             }
             return reserved
         }
@@ -47,12 +47,12 @@ final class DeliveryHandoff: Sendable {
     /// Frees `count` slots: a reservation that went unused, or attempts that finished.
     func free(_ count: Int) {
         guard count > 0 else { return }
-        let wanted = state.withLock { state in
+        let requested = state.withLock { state in
             state.freeSlots += count
-            defer { state.slotWanted = false }
-            return state.slotWanted
+            defer { state.slotRequested = false }
+            return state.slotRequested
         }
-        if wanted {
+        if requested {
             arrived.raise()
         }
     }
@@ -63,7 +63,7 @@ final class DeliveryHandoff: Sendable {
     @discardableResult
     func handOver(_ deliveries: [ClaimedDelivery], reserved: Int) -> [ClaimedDelivery] {
         precondition(deliveries.count <= reserved, "more deliveries handed over than slots reserved")
-        let (refused, wake) = state.withLock { state -> ([ClaimedDelivery], Bool) in
+        let (rejected, wake) = state.withLock { state -> ([ClaimedDelivery], Bool) in
             if state.closed {
                 state.freeSlots += reserved
                 return (deliveries, false)
@@ -71,20 +71,20 @@ final class DeliveryHandoff: Sendable {
             state.waiting.append(contentsOf: deliveries)
             let unused = reserved - deliveries.count
             state.freeSlots += unused
-            let wake = !deliveries.isEmpty || (unused > 0 && state.slotWanted)
+            let wake = !deliveries.isEmpty || (unused > 0 && state.slotRequested)
             if unused > 0 {
-                state.slotWanted = false
+                state.slotRequested = false
             }
             return ([], wake)
         }
         if wake {
             arrived.raise()
         }
-        return refused
+        return rejected
     }
 
     /// Stops the handoff and returns the deliveries still waiting, for the worker to
-    /// release as it stops; later handovers are refused.
+    /// release as it stops; later handovers are rejected.
     func close() -> [ClaimedDelivery] {
         state.withLock { state in
             state.closed = true

@@ -415,11 +415,11 @@ final class Dispatcher: Sendable {
             _ = try? DeliveryStore.release(connection, ids.map { (id: $0, attempt: 1) })
             throw error
         }
-        let refused = handoff?.handOver(claimed, reserved: reserved) ?? []
+        let rejected = handoff?.handOver(claimed, reserved: reserved) ?? []
         handedOver = true
-        if !refused.isEmpty {
+        if !rejected.isEmpty {
             // The delivery worker has stopped; the queue takes the deliveries back.
-            let released = try DeliveryStore.release(connection, refused.map { (id: $0.id, attempt: $0.attempt) })
+            let released = try DeliveryStore.release(connection, rejected.map { (id: $0.id, attempt: $0.attempt) })
             logger.info("released deliveries handed over at shutdown", ["deliveries.count": released])
         }
 

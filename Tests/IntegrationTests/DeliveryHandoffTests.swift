@@ -52,15 +52,15 @@ struct DeliveryHandoffTests {
         #expect(handoff.arrived.consume())
     }
 
-    @Test("closed handoff refuses deliveries")
-    func closedRefuses() {
+    @Test("closed handoff rejects deliveries")
+    func closedRejects() {
         let handoff = DeliveryHandoff(slots: 2)
         handoff.handOver([delivery(1)], reserved: handoff.reserve(upTo: 2))
         let waiting = handoff.close()
         #expect(waiting.map(\.id) == [1])
 
-        let refused = handoff.handOver([delivery(2)], reserved: handoff.reserve(upTo: 2))
-        #expect(refused.map(\.id) == [2])
+        let rejected = handoff.handOver([delivery(2)], reserved: handoff.reserve(upTo: 2))
+        #expect(rejected.map(\.id) == [2])
         #expect(handoff.take().isEmpty)
         #expect(handoff.reserve(upTo: 5) == 2)
     }

@@ -62,18 +62,18 @@ struct OrderingTests {
             INSERT INTO myapp_customer (name, email)
             SELECT 'customer ' || n, 'c' || n || '@example.com' FROM generate_series(1, 3) AS n
             """)
-        var mostInFlight = 0
+        var maxInFlight = 0
         try await harness.waitUntil("every delivery succeeds", timeout: .seconds(20)) {
             let counts = try harness.database.query("""
                 SELECT count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
                        count(*) FILTER (WHERE status = 'succeeded') AS succeeded
                 FROM action_triggers.delivery
                 """).singleRow()
-            mostInFlight = max(mostInFlight, try counts.int("in_flight"))
+            maxInFlight = max(maxInFlight, try counts.int("in_flight"))
             return try counts.int("succeeded") == 6
         }
 
-        #expect(mostInFlight <= 2)
+        #expect(maxInFlight <= 2)
         let arrivals = (harness.receiver.requests + second.requests).map(\.receivedAt).sorted()
         #expect(arrivals.count == 6)
         // With two requests at a time, a third starts only when one of the first two

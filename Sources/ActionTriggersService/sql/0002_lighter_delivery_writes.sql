@@ -43,7 +43,7 @@ CREATE TRIGGER delete_delivery_attempts
 --
 -- Only the 10 × batch_size oldest events are candidates. Ids grow with time, so a
 -- run reads a bounded part of the table, also when no event is old enough. Before,
--- every run (one per poll interval) read the whole table for that answer.
+-- every run (one per poll interval) read the whole table to find that out.
 -- NOTE: When more than 10 × batch_size of the oldest events still have unfinished
 -- deliveries after the retention period, later events wait until those finish.
 CREATE OR REPLACE FUNCTION action_triggers.delete_old_events(older_than timestamptz, batch_size integer) RETURNS bigint
