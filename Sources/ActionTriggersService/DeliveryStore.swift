@@ -94,25 +94,36 @@ enum DeliveryStore {
     /// As `NOT EXISTS`, a generic plan built while the table looked empty joined every
     /// due delivery with every unfinished one.
     static func readyCondition(target: String) -> String {
-        """
-        d.target = '\(target)' AND d.status IN ('pending', 'in_flight')
-          AND \(earlierUnfinishedSQL(target: target, delivery: "d")) IS NULL
-        """
+        let column = target == "broker" ? "msg_broker_queue_id" : "webhook_id"
+        let earlier = earlierUnfinishedSQL(
+            target: target, targetID: "d.\(column)", rowKey: "d.row_key", model: "d.model", beforeID: "d.id")
+        return """
+            d.target = '\(target)' AND d.status IN ('pending', 'in_flight')
+              AND \(earlier) IS NULL
+            """
     }
 
-    /// Returns a scalar subquery that is 1 when the webhook or queue of `delivery` has an
-    /// unfinished delivery of the same row with a smaller id, and NULL otherwise.
-    /// `delivery` names a relation with the columns `id`, `model`, `row_key` and
-    /// `webhook_id` or `msg_broker_queue_id`; a NULL `row_key` is never held back.
-    static func earlierUnfinishedSQL(target: String, delivery: String) -> String {
+    /// Returns a scalar subquery that is 1 when the webhook or queue `targetID` has an
+    /// unfinished delivery of the row `rowKey` of `model`, and NULL otherwise. With
+    /// `beforeID`, only deliveries with a smaller id count; without it, every existing
+    /// delivery is earlier, as for one not created yet. A NULL `rowKey` matches none.
+    static func earlierUnfinishedSQL(
+        target: String, targetID: String, rowKey: String, model: String, beforeID: String? = nil
+    ) -> String {
         let column = target == "broker" ? "msg_broker_queue_id" : "webhook_id"
+        let idCondition = beforeID.map { " AND earlier.id < \($0)" } ?? ""
         return """
             (SELECT 1 FROM action_triggers.delivery earlier
-             WHERE earlier.\(column) = \(delivery).\(column) AND earlier.row_key = \(delivery).row_key
-               AND earlier.id < \(delivery).id AND earlier.model IS NOT DISTINCT FROM \(delivery).model
-               AND earlier.status IN ('pending', 'in_flight')
+             WHERE earlier.\(column) = \(targetID) AND earlier.row_key = \(rowKey)\(idCondition)
+               AND earlier.model IS NOT DISTINCT FROM \(model) AND earlier.status IN ('pending', 'in_flight')
              LIMIT 1)
             """
+    }
+
+    /// Returns the lease of a claimed webhook delivery in seconds: its longest request
+    /// and a minute more, after which another worker may take it over.
+    static func webhookLeaseSeconds(_ settings: Settings) -> Double {
+        settings.maxWebhookTimeout + 60
     }
 
     /// Returns the statement that claims up to $1 due deliveries of a target for a
@@ -253,6 +264,10 @@ enum DeliveryStore {
         FROM unnest($1::bigint[], $2::integer[]) AS r(id, attempt)
         WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'in_flight'
         """
+
+    static func release(_ connection: PostgresConnection, _ deliveries: [ClaimedDelivery]) throws -> Int {
+        try release(connection, deliveries.map { (id: $0.id, attempt: $0.attempt) })
+    }
 
     static func release(_ connection: PostgresConnection, _ deliveries: [(id: Int64, attempt: Int)]) throws -> Int {
         guard !deliveries.isEmpty else { return 0 }

@@ -85,7 +85,9 @@ final class DeliveryWorker: Sendable {
             },
             shouldRetry: { failures in
                 guard self.stop.isSet && failures >= 3 else { return true }
-                let unrecorded = state.unrecorded.count + state.inFlight.count + self.handoff.close().count
+                // Deliveries still waiting in the handoff cannot be released without the database.
+                let waiting = self.handoff.close()
+                let unrecorded = state.unrecorded.count + state.inFlight.count + waiting.count
                 if unrecorded > 0 {
                     self.logger.warning("stopping with attempts not recorded; they are retried after their lease", [
                         "deliveries.unrecorded": unrecorded,
@@ -157,8 +159,7 @@ final class DeliveryWorker: Sendable {
                 graceEnd = end
                 if ContinuousClock.now >= end {
                     // Requests still in flight are given up; their deliveries go back to the queue.
-                    let released = try DeliveryStore.release(
-                        connection, state.inFlight.values.map { (id: $0.delivery.id, attempt: $0.delivery.attempt) })
+                    let released = try DeliveryStore.release(connection, state.inFlight.values.map(\.delivery))
                     logger.info("released deliveries still in flight at shutdown", ["deliveries.count": released])
                     handoff.free(state.inFlight.count)
                     state.inFlight.removeAll()
@@ -177,7 +178,8 @@ final class DeliveryWorker: Sendable {
                 }
                 let claimed: [ClaimedDelivery]
                 do {
-                    claimed = try DeliveryStore.claim(connection, limit: room, leaseSeconds: settings.maxWebhookTimeout + 60)
+                    claimed = try DeliveryStore.claim(
+                        connection, limit: room, leaseSeconds: DeliveryStore.webhookLeaseSeconds(settings))
                 } catch {
                     handoff.free(room)
                     throw error
@@ -225,7 +227,7 @@ final class DeliveryWorker: Sendable {
     private func releaseHandedOver(_ connection: PostgresConnection) throws {
         let waiting = handoff.close()
         guard !waiting.isEmpty else { return }
-        let released = try DeliveryStore.release(connection, waiting.map { (id: $0.id, attempt: $0.attempt) })
+        let released = try DeliveryStore.release(connection, waiting)
         logger.info("released deliveries handed over at shutdown", ["deliveries.count": released])
     }
 

@@ -118,10 +118,8 @@ final class Dispatcher: Sendable {
                    m.target = 'webhook' AND m.payload IS NULL
                    AND (row_number() OVER (PARTITION BY m.target, m.target_id, m.model, m.row_key ORDER BY m.event_id) = 1
                         OR m.row_key IS NULL)
-                   AND (SELECT 1 FROM action_triggers.delivery earlier
-                        WHERE earlier.webhook_id = m.target_id AND earlier.row_key = m.row_key
-                          AND earlier.model IS NOT DISTINCT FROM m.model AND earlier.status IN ('pending', 'in_flight')
-                        LIMIT 1) IS NULL AS eligible
+                   AND \(DeliveryStore.earlierUnfinishedSQL(
+                       target: "webhook", targetID: "m.target_id", rowKey: "m.row_key", model: "m.model")) IS NULL AS eligible
             FROM matched m
             WHERE m.payload IS NULL AND m.event_id NOT IN (SELECT event_id FROM deferred)
         ), alone AS (
@@ -419,7 +417,7 @@ final class Dispatcher: Sendable {
         handedOver = true
         if !rejected.isEmpty {
             // The delivery worker has stopped; the queue takes the deliveries back.
-            let released = try DeliveryStore.release(connection, rejected.map { (id: $0.id, attempt: $0.attempt) })
+            let released = try DeliveryStore.release(connection, rejected)
             logger.info("released deliveries handed over at shutdown", ["deliveries.count": released])
         }
 
@@ -439,7 +437,7 @@ final class Dispatcher: Sendable {
 
     /// The lease of a delivery claimed at creation, as the worker's claims take it.
     private var leaseSeconds: Double {
-        settings.maxWebhookTimeout + 60
+        DeliveryStore.webhookLeaseSeconds(settings)
     }
 
     private static func dueCount(_ row: PostgresRow) throws -> DueCount {
