@@ -8,6 +8,8 @@ import Foundation
 /// Events are claimed in id order with `FOR UPDATE SKIP LOCKED`, so several
 /// instances share the outbox without coordination. Matching happens here, at
 /// dispatch time, so config changes apply to every event not yet dispatched.
+/// Under a stream of writes the dispatcher polls and captures skip their NOTIFY,
+/// as `DispatchPacing` describes.
 final class Dispatcher: Sendable {
     private let conninfo: String
     private let settings: Settings
@@ -231,11 +233,24 @@ final class Dispatcher: Sendable {
         FROM created
         """
 
-    /// How long the dispatcher waits after a wake-up, when events arrive faster than it
-    /// dispatches them, before it dispatches. Every dispatch costs a statement, a claim
-    /// and a record whatever its size, so at high rates a short wait puts several events
-    /// in one batch and leaves more CPU to the application.
+    /// How long the dispatcher waits before it dispatches: after a wake-up, when events
+    /// arrive faster than it dispatches them, and between polls while it holds the
+    /// "dispatching" lock. Every dispatch costs a statement, a claim and a record
+    /// whatever its size, so at high rates a short wait puts several events in one
+    /// batch and leaves more CPU to the application.
     static let gatherDelay = Duration.milliseconds(4)
+
+    /// Tries to take the "dispatching" advisory lock. While a session holds it, the
+    /// capture trigger skips its NOTIFY (migration 0004 describes the protocol).
+    static let takeDispatchingLockSQL = "SELECT pg_try_advisory_lock(1633907826, 1) AS taken"
+
+    static let releaseDispatchingLockSQL = "SELECT pg_advisory_unlock(1633907826, 1) AS released"
+
+    /// Returns whether no capture that may have skipped its NOTIFY is in progress: each
+    /// holds the "capturing" advisory lock shared until its transaction ends.
+    static let noCaptureInProgressSQL = """
+        SELECT CASE WHEN pg_try_advisory_lock(1633907826, 2) THEN pg_advisory_unlock(1633907826, 2) ELSE false END AS free
+        """
 
     /// The time since the last dispatch that took more than one event, under which a
     /// wake-up counts as busy and waits `gatherDelay`. At a steady 200 events/s
@@ -273,8 +288,13 @@ final class Dispatcher: Sendable {
             var woken = false
             // The end of the last dispatch that took more than one event.
             var lastBatch: ContinuousClock.Instant?
+            // A new connection holds no lock, so pacing starts idle on each one.
+            var pacing = DispatchPacing(gatherDelay: Self.gatherDelay.seconds, pollInterval: settings.pollInterval)
             while !stop.isSet {
-                if woken, let lastBatch, ContinuousClock.now - lastBatch < Self.busyInterval {
+                if pacing.mustSettle {
+                    pacing.settled(try connection.query(Self.noCaptureInProgressSQL).singleRow().bool("free"))
+                }
+                if pacing.mode == .idle, woken, let lastBatch, ContinuousClock.now - lastBatch < Self.busyInterval {
                     Thread.sleep(forTimeInterval: Self.gatherDelay.seconds)
                 }
                 let events = try dispatchAll(connection)
@@ -287,8 +307,26 @@ final class Dispatcher: Sendable {
                     // that they do not claim before the new deliveries exist.
                     onDeliveriesCreated(true, true)
                 }
-                // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
-                woken = wake.wait(timeout: settings.pollInterval * Double.random(in: 0.8...1.2))
+
+                switch pacing.dispatched(events: events) {
+                case .none:
+                    break
+                case .take:
+                    pacing.lockTaken(try connection.query(Self.takeDispatchingLockSQL).singleRow().bool("taken"))
+                case .release:
+                    _ = try connection.query(Self.releaseDispatchingLockSQL)
+                }
+
+                switch pacing.wait {
+                case .untilWoken(let timeout) where pacing.mode == .idle:
+                    // The poll is the fallback for a lost NOTIFY; jitter spreads instances apart.
+                    woken = wake.wait(timeout: timeout * Double.random(in: 0.8...1.2))
+                case .untilWoken(let timeout):
+                    woken = wake.wait(timeout: timeout)
+                case .fixed(let seconds):
+                    stop.sleep(seconds: seconds)
+                    woken = wake.consume()
+                }
                 if ContinuousClock.now - lastSync >= syncInterval {
                     try syncTriggers(connection, reported: &reportedProblems)
                     try deleteOldEvents(connection)

@@ -1,0 +1,118 @@
+/// Decides when the dispatcher holds the "dispatching" lock, which makes capture
+/// triggers skip their NOTIFY, and how long it waits between dispatches; a pure
+/// state machine that the dispatcher drives.
+///
+/// PostgreSQL serializes the commits of transactions that send a NOTIFY, so under a
+/// stream of writes the dispatcher stops asking for them: it takes the lock and
+/// polls instead, every `gatherDelay` at first. The wait doubles, up to
+/// `maxGatherDelay`, while polls find `fullPoll` events or more, and halves while they
+/// find fewer than half that, because larger batches cost less per event. When a
+/// poll finds nothing, the dispatcher gives the lock up and settles: it waits until
+/// no capture that skipped its NOTIFY is still in progress (its "capturing" lock is
+/// free), dispatches once more, and only then sleeps until a NOTIFY or the poll
+/// interval.
+public struct DispatchPacing: Sendable, Equatable {
+    public enum Mode: Sendable, Equatable {
+        /// Woken by NOTIFY or by the poll interval.
+        case idle
+        /// Holds the "dispatching" lock and polls every `wait` seconds.
+        case busy(wait: Double)
+        /// Gave the lock up; checks for captures in progress every `retry` seconds,
+        /// which double up to the poll interval.
+        case settling(retry: Double)
+    }
+
+    /// The dispatcher's step with the "dispatching" lock after a dispatch.
+    public enum LockAction: Sendable, Equatable {
+        case none
+        /// Try to take it, and report the result with `lockTaken(_:)`.
+        case take
+        /// Release it, then settle.
+        case release
+    }
+
+    /// The dispatcher's wait before its next dispatch.
+    public enum Wait: Sendable, Equatable {
+        /// Until woken, or `timeout` seconds.
+        case untilWoken(timeout: Double)
+        /// `seconds`, whatever wakes it meanwhile.
+        case fixed(seconds: Double)
+    }
+
+    /// The first wait between two checks for captures in progress, in seconds.
+    public static let firstSettleRetry = 0.001
+
+    /// The events of a poll from which the wait between polls doubles.
+    public static let fullPoll = 8
+
+    /// The maximum wait between polls while busy, in seconds, and so the maximum time an
+    /// event waits for its dispatch under a stream of writes.
+    public static let maxGatherDelay = 0.02
+
+    public private(set) var mode: Mode = .idle
+    /// The first wait between polls while busy, in seconds.
+    public let gatherDelay: Double
+    /// The maximum wait between dispatches, in seconds.
+    public let pollInterval: Double
+
+    public init(gatherDelay: Double, pollInterval: Double) {
+        self.gatherDelay = gatherDelay
+        self.pollInterval = pollInterval
+    }
+
+    /// Whether the dispatcher must check for captures in progress before it dispatches.
+    public var mustSettle: Bool {
+        if case .settling = mode {
+            return true
+        }
+        return false
+    }
+
+    /// Takes the number of events a dispatch took. A dispatch of several events starts
+    /// a stream; an empty one while busy ends it.
+    public mutating func dispatched(events: Int) -> LockAction {
+        switch mode {
+        case .idle, .settling:
+            return events > 1 ? .take : .none
+        case .busy(let wait):
+            if events >= Self.fullPoll {
+                mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
+            } else if events == 0 {
+                mode = .settling(retry: Self.firstSettleRetry)
+                return .release
+            } else if events < Self.fullPoll / 2 {
+                mode = .busy(wait: max(wait / 2, gatherDelay))
+            }
+            return .none
+        }
+    }
+
+    /// Takes the result of a `.take`. A lock that another session holds for a moment
+    /// (a capture checks it) is tried again after the next dispatch of several events.
+    public mutating func lockTaken(_ taken: Bool) {
+        if taken {
+            mode = .busy(wait: gatherDelay)
+        }
+    }
+
+    /// Takes the result of a check for captures in progress, made while settling.
+    public mutating func settled(_ noCaptureInProgress: Bool) {
+        guard case .settling(let retry) = mode else {
+            return
+        }
+        mode = noCaptureInProgress ? .idle : .settling(retry: min(retry * 2, pollInterval))
+    }
+
+    /// The wait before the next dispatch. While settling, the wait is the retry before
+    /// the next check; the dispatch after that check finds what the captures committed.
+    public var wait: Wait {
+        switch mode {
+        case .idle:
+            return .untilWoken(timeout: pollInterval)
+        case .busy(let wait):
+            return .fixed(seconds: wait)
+        case .settling(let retry):
+            return .untilWoken(timeout: retry)
+        }
+    }
+}
