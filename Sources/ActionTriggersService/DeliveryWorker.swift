@@ -169,6 +169,13 @@ final class DeliveryWorker: Sendable {
             }
 
             if !stop.isSet && handoff.hasFreeSlots && (wake.consume() || ContinuousClock.now >= claimAt) {
+                if !state.unrecorded.isEmpty {
+                    // Record the finished attempts first, so that their deliveries never
+                    // show in flight beside the claims that take their slots.
+                    pendingMayWait = true
+                    claimAt = .now
+                    continue
+                }
                 let room = handoff.reserve(upTo: settings.deliveryConcurrency)
                 if room == 0 {
                     // The dispatcher took the free slots first. The handoff wakes this
