@@ -1,6 +1,6 @@
 /// Decides when the dispatcher holds the "dispatching" lock, which makes capture
-/// triggers skip their NOTIFY, and how long it waits between dispatches; a pure
-/// state machine that the dispatcher drives.
+/// triggers skip their NOTIFY, and how long it waits between dispatches. It is a
+/// pure state machine, and the dispatcher performs the I/O it asks for.
 ///
 /// PostgreSQL serializes the commits of transactions that send a NOTIFY, so under a
 /// stream of writes the dispatcher stops asking for them: it takes the lock and

@@ -240,16 +240,22 @@ final class Dispatcher: Sendable {
     /// batch and leaves more CPU to the application.
     static let gatherDelay = Duration.milliseconds(4)
 
+    /// The first key of the two-key advisory locks that the capture trigger and the
+    /// dispatcher share ("actr" in ASCII): 1 is "dispatching" and 2 is "capturing".
+    /// Migration 0004 writes the same numbers into the capture trigger.
+    static let advisoryLockClass = 1633907826
+
     /// Tries to take the "dispatching" advisory lock. While a session holds it, the
     /// capture trigger skips its NOTIFY (migration 0004 describes the protocol).
-    static let takeDispatchingLockSQL = "SELECT pg_try_advisory_lock(1633907826, 1) AS taken"
+    static let takeDispatchingLockSQL = "SELECT pg_try_advisory_lock(\(advisoryLockClass), 1) AS taken"
 
-    static let releaseDispatchingLockSQL = "SELECT pg_advisory_unlock(1633907826, 1) AS released"
+    static let releaseDispatchingLockSQL = "SELECT pg_advisory_unlock(\(advisoryLockClass), 1) AS released"
 
     /// Returns whether no capture that may have skipped its NOTIFY is in progress: each
     /// holds the "capturing" advisory lock shared until its transaction ends.
     static let noCaptureInProgressSQL = """
-        SELECT CASE WHEN pg_try_advisory_lock(1633907826, 2) THEN pg_advisory_unlock(1633907826, 2) ELSE false END AS free
+        SELECT CASE WHEN pg_try_advisory_lock(\(advisoryLockClass), 2) THEN pg_advisory_unlock(\(advisoryLockClass), 2)
+                    ELSE false END AS free
         """
 
     /// The time since the last dispatch that took more than one event, under which a

@@ -24,6 +24,13 @@ struct CaptureWakeTests {
             try listener.listen(Listener.channel)
         }
 
+        /// Opens a connection that holds the "dispatching" lock, as a busy dispatcher does.
+        func busyDispatcher() throws -> PostgresConnection {
+            let dispatcher = try harness.database.connect()
+            #expect(try dispatcher.query(Dispatcher.takeDispatchingLockSQL).singleRow().bool("taken"))
+            return dispatcher
+        }
+
         /// Returns whether a NOTIFY arrives within `timeout`.
         func notified(within timeout: Duration = .milliseconds(300)) throws -> Bool {
             !(try listener.waitForNotifications(timeout: timeout)).isEmpty
@@ -42,8 +49,7 @@ struct CaptureWakeTests {
     @Test("capture skips NOTIFY while dispatching")
     func skipsWhileDispatching() throws {
         let setup = try Setup()
-        let dispatcher = try setup.harness.database.connect()
-        #expect(try dispatcher.query(Dispatcher.takeDispatchingLockSQL).singleRow().bool("taken"))
+        let dispatcher = try setup.busyDispatcher()
 
         let writer = try setup.harness.database.connect()
         try writer.query("BEGIN")
@@ -63,11 +69,11 @@ struct CaptureWakeTests {
     @Test("capture notifies during a dispatcher's check")
     func notifiesDuringCheck() throws {
         let setup = try Setup()
-        let dispatcher = try setup.harness.database.connect()
-        #expect(try dispatcher.query(Dispatcher.takeDispatchingLockSQL).singleRow().bool("taken"))
-        // The check holds "capturing" exclusively for a moment; this holds it longer.
+        let dispatcher = try setup.busyDispatcher()
+        // A check holds "capturing" exclusively for a moment, and this connection holds it for the whole test.
         let checker = try setup.harness.database.connect()
-        #expect(try checker.query("SELECT pg_try_advisory_lock(1633907826, 2) AS taken").singleRow().bool("taken"))
+        let takeCapturing = "SELECT pg_try_advisory_lock(\(Dispatcher.advisoryLockClass), 2) AS taken"
+        #expect(try checker.query(takeCapturing).singleRow().bool("taken"))
 
         try setup.harness.database.query(Self.insertCustomer)
         #expect(try setup.notified())
@@ -90,7 +96,7 @@ struct CaptureWakeTests {
         try harness.createConfig(harness.exampleOneConfig())
         let dispatcherLock = """
             SELECT count(*) AS held FROM pg_locks
-            WHERE locktype = 'advisory' AND classid = 1633907826 AND objid = 1 AND granted
+            WHERE locktype = 'advisory' AND classid = \(Dispatcher.advisoryLockClass) AND objid = 1 AND granted
             """
 
         // A stream of single-row commits makes the dispatcher busy; the straggler's
