@@ -17,6 +17,9 @@ Measurements (docs/benchmarks.md describes each):
 - drain: 100,000 events in the outbox when the service starts, with RSS sampled.
 - idle: process start to the first /readyz 200, then RSS after 2 s idle.
 - pgbench_*: pgbench TPC-B with and without a post_save config on pgbench_accounts.
+- *_capture, *_floor: the bounds of the burst, app-cost and pgbench targets. The
+  loop or pgbench runs with the config's capture trigger and no service: alone
+  (capture), or with the minimal SQL consumer (floor), see CaptureOnly.
 - steady: 200 inserts/s for 15 s, latency per row (bench.py's run_steady).
 - templates_*: a backlog of Sale events drained with and without a payload template.
 """
@@ -252,6 +255,87 @@ class Database:
         return self.service.start(wait_ready)
 
 
+# The capture trigger skips its NOTIFY while a session holds this two-key advisory
+# lock ("dispatching", docs/operations.md), as it does while a busy dispatcher polls.
+DISPATCHING_LOCK = (1633907826, 1)
+
+# The database writes that every event needs under the delivery log's contract:
+# the outbox row marked dispatched, a delivery and its attempt. The minimal
+# consumer writes them in batches of up to 1,000 events every 20 ms, the longest
+# wait between the dispatcher's polls, and sends nothing. It writes each delivery
+# once, already finished, where the service writes it claimed and then updates it.
+MINIMAL_CONSUMER_SQL = """
+WITH batch AS (
+    SELECT id FROM action_triggers.event
+    WHERE dispatched_at IS NULL
+    ORDER BY id
+    LIMIT 1000
+    FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE action_triggers.event e SET dispatched_at = now()
+    FROM batch b WHERE e.id = b.id
+    RETURNING e.id
+), created AS (
+    INSERT INTO action_triggers.delivery
+        (event_id, config_id, webhook_id, url, http_method, headers, signing_secrets, status, attempts, completed_at)
+    SELECT m.id, w.config_id, w.id, w.url, w.http_method, w.headers, w.signing_secrets, 'succeeded', 1, now()
+    FROM marked m CROSS JOIN (SELECT * FROM action_triggers.webhook ORDER BY id LIMIT 1) AS w
+    RETURNING id
+)
+INSERT INTO action_triggers.delivery_attempt (delivery_id, attempt, started_at, duration_ms, status_code, outcome)
+SELECT id, 1, now(), 0, 200, 'succeeded' FROM created
+"""
+MINIMAL_CONSUMER_INTERVAL_SECONDS = 0.02
+
+
+class CaptureOnly:
+    """Runs a database's capture trigger without the service, for the bounds of the targets.
+
+    A side session holds the "dispatching" lock, so every capture pays for its
+    outbox row and its two lock checks, and sends no NOTIFY. With `consumer`, a
+    thread runs MINIMAL_CONSUMER_SQL on its own connection, with
+    `synchronous_commit = off` like the service's connections. What the
+    application keeps then bounds what any consumer that writes the delivery log
+    could leave it, before one webhook is sent.
+    """
+
+    def __init__(self, suite, database, consumer):
+        self.suite = suite
+        self.database = database
+        self.consumer = consumer
+        self.consumed = 0
+        self.stop_event = threading.Event()
+        self.thread = None
+        self.error = None
+
+    def __enter__(self):
+        self.lock_connection = psycopg.connect(self.suite.url(self.database.name), autocommit=True)
+        self.lock_connection.execute("SELECT pg_advisory_lock(%s, %s)", DISPATCHING_LOCK)
+        if self.consumer:
+            self.thread = threading.Thread(target=self.consume, name="minimal-consumer")
+            self.thread.start()
+        return self
+
+    def consume(self):
+        try:
+            with psycopg.connect(self.suite.url(self.database.name), autocommit=True) as connection:
+                connection.execute("SET synchronous_commit = off")
+                while not self.stop_event.is_set():
+                    self.consumed += max(connection.execute(MINIMAL_CONSUMER_SQL).rowcount, 0)
+                    self.stop_event.wait(MINIMAL_CONSUMER_INTERVAL_SECONDS)
+        except psycopg.Error as error:
+            self.error = error
+
+    def __exit__(self, *exc_info):
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join()
+        self.lock_connection.close()
+        if self.error is not None and exc_info[0] is None:
+            raise BenchError(f"the minimal consumer failed: {self.error}")
+        return False
+
+
 def wait_for_receipts(suite, expected, key="distinct_ids", service=None, timeout=300):
     """Waits until the receiver counts `expected` (distinct row ids or requests) and returns the count."""
     deadline = time.monotonic() + timeout
@@ -355,6 +439,15 @@ def measure_insert_ours(suite, run):
     }
 
 
+def measure_insert_bound(suite, run, consumer):
+    config = webhook_config("myapp", "Customer", suite.receiver_url)
+    kind = "floor" if consumer else "capture"
+    with Database(suite, f"bench_insert_{kind}_{run}", PLAIN_TEMPLATE, [config]) as database:
+        with CaptureOnly(suite, database, consumer) as capture:
+            started, commits = psycopg_inserts(database.connection, BURST_ROWS)
+        return {"inserts_per_sec": BURST_ROWS / (max(commits.values()) - started), "events_consumed": capture.consumed}
+
+
 def django_saves(suite, database, ancestor, service=None):
     """Runs the timed Django save loop and returns its figures, with events/s when webhooks arrive."""
     cpu_groups = {}
@@ -399,6 +492,17 @@ def measure_django_ours_config(suite, run):
         database.start_service()
         figures, commit_times, cpu = django_saves(suite, database, False, database.service)
         return finish_delivered(suite, figures, commit_times, cpu, database.service)
+
+
+def measure_django_bound(suite, run, consumer):
+    config = webhook_config("myapp", "Customer", suite.receiver_url)
+    kind = "floor" if consumer else "capture"
+    with Database(suite, f"bench_django_{kind}_{run}", PLAIN_TEMPLATE, [config]) as database:
+        with CaptureOnly(suite, database, consumer) as capture:
+            figures, _commit_times, cpu = django_saves(suite, database, False)
+            figures["cpu_percent"] = cpu.stop()
+        figures["events_consumed"] = capture.consumed
+    return figures
 
 
 def measure_django_ancestor_none(suite, run):
@@ -492,6 +596,18 @@ def measure_pgbench_none(suite, run):
     return {"tps": tps, "cpu_percent": usage}
 
 
+def measure_pgbench_bound(suite, run, consumer):
+    config = webhook_config("bench", "account", suite.receiver_url)
+    kind = "floor" if consumer else "capture"
+    with Database(suite, f"bench_pgbench_{kind}_{run}", PGBENCH_TEMPLATE, [config]) as database:
+        with CaptureOnly(suite, database, consumer) as capture:
+            cpu = CPUGroups(suite, {})
+            cpu.start()
+            tps, _transactions = run_pgbench(suite, database.name)
+            usage = cpu.stop()
+        return {"tps": tps, "events_consumed": capture.consumed, "cpu_percent": usage}
+
+
 def measure_pgbench_config(suite, run):
     config = webhook_config("bench", "account", suite.receiver_url)
     with Database(suite, f"bench_pgbench_config_{run}", PGBENCH_TEMPLATE, [config]) as database:
@@ -578,14 +694,20 @@ def measure_templates_rendered(suite, run):
 MEASUREMENTS = {
     "insert_pg": (measure_insert_pg, {"plain"}),
     "insert_ours": (measure_insert_ours, {"plain"}),
+    "insert_capture": (lambda suite, run: measure_insert_bound(suite, run, consumer=False), {"plain"}),
+    "insert_floor": (lambda suite, run: measure_insert_bound(suite, run, consumer=True), {"plain"}),
     "django_ours_none": (measure_django_ours_none, {"plain"}),
     "django_ours_config": (measure_django_ours_config, {"plain"}),
+    "django_capture": (lambda suite, run: measure_django_bound(suite, run, consumer=False), {"plain"}),
+    "django_floor": (lambda suite, run: measure_django_bound(suite, run, consumer=True), {"plain"}),
     "django_ancestor_none": (measure_django_ancestor_none, {"ancestor"}),
     "django_ancestor_config": (measure_django_ancestor_config, {"ancestor"}),
     "drain": (measure_drain, {"plain"}),
     "idle": (measure_idle, {"plain"}),
     "pgbench_none": (measure_pgbench_none, {"pgbench"}),
     "pgbench_config": (measure_pgbench_config, {"pgbench"}),
+    "pgbench_capture": (lambda suite, run: measure_pgbench_bound(suite, run, consumer=False), {"pgbench"}),
+    "pgbench_floor": (lambda suite, run: measure_pgbench_bound(suite, run, consumer=True), {"pgbench"}),
     "steady": (measure_steady, {"plain"}),
     "templates_plain": (measure_templates_plain, {"plain"}),
     "templates_rendered": (measure_templates_rendered, {"plain"}),
@@ -608,7 +730,9 @@ def per_run(results, function):
 
 TARGETS = {
     "burst": {
-        "measurements": ["insert_ours", "django_ancestor_config", "insert_pg", "django_ours_config"],
+        "measurements": [
+            "insert_ours", "django_ancestor_config", "insert_pg", "django_ours_config", "insert_capture", "insert_floor",
+        ],
         "rows": lambda r: {
             "events/s delivered, action-triggers (psycopg client)": r["insert_ours"]["events_per_sec"],
             "events/s delivered, ancestor (Django save loop)": r["django_ancestor_config"]["events_per_sec"],
@@ -618,6 +742,12 @@ TARGETS = {
             "events/s delivered, action-triggers (Django save loop)": r["django_ours_config"]["events_per_sec"],
             "ratio action-triggers / ancestor, both Django save loops":
                 r["django_ours_config"]["events_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
+            "bound: inserts/s, capture trigger alone (psycopg client)": r["insert_capture"]["inserts_per_sec"],
+            "bound: ratio capture alone / ancestor":
+                r["insert_capture"]["inserts_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
+            "bound: inserts/s, capture and minimal SQL consumer": r["insert_floor"]["inserts_per_sec"],
+            "bound: ratio minimal SQL consumer / ancestor":
+                r["insert_floor"]["inserts_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
         },
         "check": ("ratio action-triggers / ancestor", ">=", 20),
     },
@@ -630,7 +760,10 @@ TARGETS = {
         "check": ("events/s drained from a backlog of 100,000", ">=", 5000),
     },
     "app-cost": {
-        "measurements": ["django_ours_none", "django_ours_config", "django_ancestor_none", "django_ancestor_config"],
+        "measurements": [
+            "django_ours_none", "django_ours_config", "django_ancestor_none", "django_ancestor_config",
+            "django_capture", "django_floor",
+        ],
         "rows": lambda r: {
             "saves/s, no config (plain Django, service running)": r["django_ours_none"]["saves_per_sec"],
             "saves/s, action-triggers config": r["django_ours_config"]["saves_per_sec"],
@@ -641,17 +774,27 @@ TARGETS = {
                 r["django_ancestor_config"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
             "ratio ancestor config / ancestor installed, no config":
                 r["django_ancestor_config"]["saves_per_sec"] / r["django_ancestor_none"]["saves_per_sec"],
+            "bound: saves/s, capture trigger alone": r["django_capture"]["saves_per_sec"],
+            "bound: ratio capture alone / no config":
+                r["django_capture"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
+            "bound: saves/s, capture and minimal SQL consumer": r["django_floor"]["saves_per_sec"],
+            "bound: ratio minimal SQL consumer / no config":
+                r["django_floor"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
         },
         "check": ("ratio action-triggers config / no config", ">=", 0.8),
     },
     "pgbench": {
-        "measurements": ["pgbench_none", "pgbench_config"],
+        "measurements": ["pgbench_none", "pgbench_config", "pgbench_capture", "pgbench_floor"],
         "rows": lambda r: {
             "TPS, no config": r["pgbench_none"]["tps"],
             "TPS, post_save config on pgbench_accounts": r["pgbench_config"]["tps"],
             "ratio config / none": r["pgbench_config"]["tps"] / r["pgbench_none"]["tps"],
             "webhooks received during the run (fraction)": r["pgbench_config"]["delivered_during_run_fraction"],
             "last webhook after pgbench ended (s)": r["pgbench_config"]["last_receipt_after_end_s"],
+            "bound: TPS, capture trigger alone": r["pgbench_capture"]["tps"],
+            "bound: ratio capture alone / none": r["pgbench_capture"]["tps"] / r["pgbench_none"]["tps"],
+            "bound: TPS, capture and minimal SQL consumer": r["pgbench_floor"]["tps"],
+            "bound: ratio minimal SQL consumer / none": r["pgbench_floor"]["tps"] / r["pgbench_none"]["tps"],
         },
         "check": ("ratio config / none", ">=", 0.75),
     },
