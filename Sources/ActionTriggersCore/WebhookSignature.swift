@@ -11,6 +11,23 @@ public enum WebhookSignature {
         return Array(key)
     }
 
+    /// Parses a delivery's stored signing secrets, the text of a JSON array of strings,
+    /// and returns nil for any other text.
+    public static func parseStoredSecrets(_ text: String) -> [String]? {
+        guard case .array(let items)? = try? JSONParser.parse(Array(text.utf8)) else {
+            return nil
+        }
+        var secrets: [String] = []
+        secrets.reserveCapacity(items.count)
+        for item in items {
+            guard case .string(let secret) = item else {
+                return nil
+            }
+            secrets.append(secret)
+        }
+        return secrets
+    }
+
     /// Returns the header value: `v1,<base64 signature>` for each key, separated by
     /// spaces, so a receiver that has any one of the secrets can verify it while
     /// secrets are rotated.

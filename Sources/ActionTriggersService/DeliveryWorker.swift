@@ -320,10 +320,7 @@ final class DeliveryWorker: Sendable {
         if let urlError = delivery.urlError {
             return .failure(NotSent(message: "not sent: \(urlError)"))
         }
-        var configured: [String: String]
-        do {
-            configured = try JSONDecoder().decode([String: String].self, from: Data(delivery.headers.utf8))
-        } catch {
+        guard var configured = WebhookHeaders.parseStored(delivery.headers) else {
             return .failure(NotSent(message: "not sent: the stored headers are not an object of strings"))
         }
         do {
@@ -366,7 +363,7 @@ final class DeliveryWorker: Sendable {
     /// Returns the keys of the webhook's signing secrets, with dynamic values resolved.
     private func signingKeys(_ delivery: ClaimedDelivery, connection: PostgresConnection) -> Result<[[UInt8]], NotSent> {
         guard let text = delivery.signingSecrets,
-              let secrets = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) else {
+              let secrets = WebhookSignature.parseStoredSecrets(text) else {
             return .success([])
         }
         var keys: [[UInt8]] = []

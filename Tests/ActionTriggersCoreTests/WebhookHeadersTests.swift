@@ -49,3 +49,35 @@ struct WebhookHeaderProblemTests {
         #expect(WebhookHeaders.problem(in: headers) == message)
     }
 }
+
+@Suite("Stored headers and secrets")
+struct StoredWebhookFieldsTests {
+    @Test("stored headers parse to strings")
+    func headersParse() {
+        let headers = WebhookHeaders.parseStored(#"{"Authorization": "Bearer {{ token }}", "X-Quote": "a \"b\"\nc", "X-Empty": ""}"#)
+        #expect(headers == ["Authorization": "Bearer {{ token }}", "X-Quote": "a \"b\"\nc", "X-Empty": ""])
+    }
+
+    @Test("empty stored headers parse")
+    func emptyHeaders() {
+        #expect(WebhookHeaders.parseStored("{}") == [:])
+    }
+
+    @Test(
+        "invalid stored headers are rejected",
+        arguments: [#"{"X-Count": 1}"#, #"{"X-Flag": null}"#, #"{"X-List": ["a"]}"#, #"["a"]"#, #""text""#, "", "{", #"{"a": "b",}"#])
+    func headersRejected(text: String) {
+        #expect(WebhookHeaders.parseStored(text) == nil)
+    }
+
+    @Test("stored secrets parse in order")
+    func secretsParse() {
+        #expect(WebhookSignature.parseStoredSecrets(#"["whsec_b2xk", "{{ signing_key }}"]"#) == ["whsec_b2xk", "{{ signing_key }}"])
+        #expect(WebhookSignature.parseStoredSecrets("[]") == [])
+    }
+
+    @Test("invalid stored secrets are rejected", arguments: [#"[1]"#, #"["a", null]"#, #"{"a": "b"}"#, #""whsec_x""#, "", "["])
+    func secretsRejected(text: String) {
+        #expect(WebhookSignature.parseStoredSecrets(text) == nil)
+    }
+}
