@@ -167,6 +167,54 @@ struct ConfigTests {
         }
     }
 
+    @Test(
+        "plain SQL webhook writes are checked",
+        arguments: [
+            (#"signing_secrets = '["abc"]'"#,
+             "signing_secrets[0] must be whsec_ followed by base64, as Standard Webhooks secrets are, or a {{ name }} dynamic value"),
+            ("signing_secrets = '[5]'", "signing_secrets[0] must be a string (got number)"),
+            ("signing_secrets = '[null]'", "signing_secrets[0] must be a string (got null)"),
+            (#"signing_secrets = '["whsec_dG9vc2hvcnQ="]'"#,
+             "signing_secrets[0] must encode 24 to 64 bytes of key, as Standard Webhooks recommends"),
+            (#"signing_secrets = '["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]'"#,
+             "signing_secrets[0] must be whsec_ followed by valid base64, with its = padding (a 32-byte key takes 44 characters)"),
+            (#"signing_secrets = '["{{ unknown_name }}"]'"#,
+             "signing_secrets[0] dynamic value unknown_name is not in dynamic_values of the settings file; add it there to allow it"),
+            ("signing_secrets = NULL", "signing_secrets must be a list of whsec_ secrets, empty for none (got null)"),
+            ("headers = '[]'", "headers must be an object of header names to string values (got array)"),
+            ("headers = NULL", "headers must be an object of header names to string values (got null)"),
+            (#"headers = '{"X-Token": "{{ missing }}"}'"#,
+             "headers.X-Token dynamic value missing is not in dynamic_values of the settings file; add it there to allow it"),
+            ("http_method = 'BREW'", "http_method must be one of GET, POST, PUT, PATCH, DELETE"),
+            ("url = NULL", "url must not be null"),
+            ("position = NULL", "position must not be null"),
+            ("ca_bundle = 'relative.pem'", "ca_bundle must be an absolute path"),
+            ("timeout_secs = 'NaN'", "timeout_secs must be from 0 to 86400 seconds, or null for the default"),
+        ])
+    func plainSQLWebhookChecks(assignment: String, message: String) throws {
+        let harness = try Harness()
+        let connection = try harness.database.connect()
+        try MigrationHelper.migrate(connection)
+        let configID = try harness.createConfig(harness.exampleOneConfig())
+        let secret = "whsec_" + Data(repeating: 0x6b, count: 32).base64EncodedString()
+        try connection.query(
+            "UPDATE action_triggers.webhook SET signing_secrets = jsonb_build_array($1::text) WHERE config_id = $2",
+            [secret, String(configID)])
+
+        do {
+            try connection.query("UPDATE action_triggers.webhook SET \(assignment) WHERE config_id = $1", [String(configID)])
+            Issue.record("plain SQL stored \(assignment)")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "22023")
+            #expect(error.message == message)
+            // A constraint's own error would print the whole row, stored secret included.
+            #expect(!(error.detail ?? "").contains(secret))
+        }
+        let stored = try connection.query(
+            "SELECT signing_secrets ->> 0 AS secret FROM action_triggers.webhook WHERE config_id = $1", [String(configID)])
+        #expect(try stored.singleRow().string("secret") == secret)
+    }
+
     @Test("get_config returns the stored body with its id")
     func getConfigRoundTrip() throws {
         let harness = try Harness()
