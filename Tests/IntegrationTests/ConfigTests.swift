@@ -215,6 +215,53 @@ struct ConfigTests {
         #expect(try stored.singleRow().string("secret") == secret)
     }
 
+    @Test(
+        "plain SQL broker queue writes are checked",
+        arguments: [
+            ("name = 'missing'", #"no broker named "missing" in brokers of the settings file"#),
+            ("conn_details = '[]'", "conn_details must be an object (got array)"),
+            ("conn_details = NULL", "conn_details must be an object (got null)"),
+            ("parameters = NULL", "parameters must be an object (got null)"),
+            (#"parameters = '{"channel": "{{ unknown_name }}"}'"#,
+             "parameters.channel dynamic value unknown_name is not in dynamic_values of the settings file; add it there to allow it"),
+            (#"conn_details = '{"port": 2}'"#,
+             "msg_broker_queue.conn_details.port is set by broker bus in the settings file, so a config cannot override it"),
+            ("parameters = '{}'",
+             "msg_broker_queue.parameters.channel broker bus needs a channel (PUBLISH) or a stream (XADD), in its params or here"),
+            ("timeout_secs = -1", "timeout_secs must be from 0 to 86400 seconds, or null for the default"),
+            ("position = NULL", "position must not be null"),
+        ])
+    func plainSQLBrokerQueueChecks(assignment: String, message: String) async throws {
+        let harness = try Harness()
+        try await harness.startService(settings: Harness.settings(
+            allowing: [harness.receiver],
+            extra: #""brokers": {"bus": {"broker_type": "redis", "conn_details": {"host": "127.0.0.1", "port": 1}}}"#))
+        let configID = try harness.createConfig("""
+            {"config_signals": [{"signal": "post_save"}],
+             "content_types": [{"app_label": "myapp", "model_name": "Customer"}],
+             "msg_broker_queues": [{"name": "bus", "parameters": {"channel": "events"}}],
+             "active": true}
+            """)
+        let secret = "redis-password-\(configID)-never-printed"
+        try harness.database.query(
+            "UPDATE action_triggers.msg_broker_queue SET conn_details = jsonb_build_object('password', $1::text) WHERE config_id = $2",
+            [secret, String(configID)])
+
+        do {
+            try harness.database.query(
+                "UPDATE action_triggers.msg_broker_queue SET \(assignment) WHERE config_id = $1", [String(configID)])
+            Issue.record("plain SQL stored \(assignment)")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "22023")
+            #expect(error.message == message)
+            #expect(!(error.detail ?? "").contains(secret))
+        }
+        let stored = try harness.database.query(
+            "SELECT conn_details ->> 'password' AS password FROM action_triggers.msg_broker_queue WHERE config_id = $1",
+            [String(configID)])
+        #expect(try stored.singleRow().string("password") == secret)
+    }
+
     @Test("get_config returns the stored body with its id")
     func getConfigRoundTrip() throws {
         let harness = try Harness()

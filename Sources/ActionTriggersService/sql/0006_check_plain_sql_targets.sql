@@ -1,5 +1,6 @@
--- Plain SQL writes to action_triggers.webhook get the checks of the API for every
--- column. Before, check_webhook checked the URL and the headers only:
+-- Plain SQL writes to action_triggers.webhook, and to action_triggers.msg_broker_queue
+-- further down, get the checks of the API for every column. Before, check_webhook
+-- checked the URL and the headers only:
 --
 --   - A plain UPDATE could store signing secrets that are not whsec_ secrets, or
 --     dynamic values not on the allowlist, and every delivery then failed unsent.
@@ -144,3 +145,57 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+-- Broker queues written with plain SQL get the checks of the API too. Before, the
+-- table had no check trigger. A plain write could name a broker that the settings
+-- file lacks or leave out a key its type needs. A value that reached a constraint
+-- printed the whole row, conn_details included, as the error's DETAIL.
+
+-- Returns the first error of a broker queue row written with plain SQL, or NULL when
+-- the row is valid. The messages never contain a value of conn_details or
+-- parameters, which may hold credentials.
+CREATE FUNCTION action_triggers.msg_broker_queue_row_error(queue action_triggers.msg_broker_queue) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    brokers jsonb := (SELECT s.value FROM action_triggers.setting s WHERE s.key = 'brokers');
+BEGIN
+    IF queue.config_id IS NULL THEN
+        RETURN 'config_id must not be null';
+    ELSIF queue.position IS NULL THEN
+        RETURN 'position must not be null';
+    ELSIF queue.name IS NULL THEN
+        RETURN 'name must not be null';
+    ELSIF jsonb_typeof(queue.conn_details) IS DISTINCT FROM 'object' THEN
+        RETURN format('conn_details must be an object (got %s)', coalesce(jsonb_typeof(queue.conn_details), 'null'));
+    ELSIF jsonb_typeof(queue.parameters) IS DISTINCT FROM 'object' THEN
+        RETURN format('parameters must be an object (got %s)', coalesce(jsonb_typeof(queue.parameters), 'null'));
+    ELSIF queue.timeout_secs IS NOT NULL AND NOT (queue.timeout_secs BETWEEN 0 AND 86400) THEN
+        RETURN 'timeout_secs must be from 0 to 86400 seconds, or null for the default';
+    ELSIF brokers IS NULL OR NOT brokers ? queue.name THEN
+        RETURN format('no broker named %s in brokers of the settings file', to_jsonb(queue.name));
+    END IF;
+
+    RETURN coalesce(
+        action_triggers.first_error(action_triggers.add_dynamic_value_errors('{}', queue.conn_details, 'conn_details')),
+        action_triggers.first_error(action_triggers.add_dynamic_value_errors('{}', queue.parameters, 'parameters')),
+        action_triggers.first_error(action_triggers.add_broker_queue_errors(
+            '{}',
+            jsonb_build_object('name', queue.name, 'conn_details', queue.conn_details, 'parameters', queue.parameters),
+            'msg_broker_queue',
+            brokers -> queue.name)));
+END
+$$;
+
+CREATE FUNCTION action_triggers.check_msg_broker_queue() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    problem text := action_triggers.msg_broker_queue_row_error(NEW);
+BEGIN
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = problem;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER check_msg_broker_queue BEFORE INSERT OR UPDATE ON action_triggers.msg_broker_queue
+    FOR EACH ROW EXECUTE FUNCTION action_triggers.check_msg_broker_queue();
