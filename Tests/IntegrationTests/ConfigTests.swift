@@ -183,6 +183,7 @@ struct ConfigTests {
             ("signing_secrets = NULL", "signing_secrets must be a list of whsec_ secrets, empty for none (got null)"),
             ("headers = '[]'", "headers must be an object of header names to string values (got array)"),
             ("headers = NULL", "headers must be an object of header names to string values (got null)"),
+            (#"headers = '{"X-Dup": "a", "x-dup": "b"}'"#, "header x-dup is given twice: HTTP header names ignore case"),
             (#"headers = '{"X-Token": "{{ missing }}"}'"#,
              "headers.X-Token dynamic value missing is not in dynamic_values of the settings file; add it there to allow it"),
             ("http_method = 'BREW'", "http_method must be one of GET, POST, PUT, PATCH, DELETE"),

@@ -15,8 +15,8 @@
 -- never the stored values.
 
 -- Returns why the headers of a webhook cannot be sent, or NULL when they can. Header
--- names must be HTTP tokens and values strings without control characters, so a
--- stored value can never inject a header line. Headers that frame the message or
+-- names must be HTTP tokens, unique ignoring case, and values strings without
+-- control characters, so a stored value can never inject a header line. Headers that frame the message or
 -- are set by the service are rejected, because a configured Content-Length would
 -- corrupt the connection.
 CREATE OR REPLACE FUNCTION action_triggers.webhook_headers_error(headers jsonb) RETURNS text
@@ -24,6 +24,7 @@ LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     name text;
     value jsonb;
+    seen text[] := '{}';
 BEGIN
     IF jsonb_typeof(headers) IS DISTINCT FROM 'object' THEN
         RETURN format('headers must be an object of header names to string values (got %s)',
@@ -41,7 +42,10 @@ BEGIN
             RETURN format('header %s is set by the service, so it cannot be configured', name);
         ELSIF value #>> '{}' ~ '[\x01-\x08\x0a-\x1f\x7f]' THEN
             RETURN format('header %s must not contain line breaks or control characters', name);
+        ELSIF lower(name) = ANY (seen) THEN
+            RETURN format('header %s is given twice: HTTP header names ignore case', name);
         END IF;
+        seen := seen || lower(name);
     END LOOP;
     RETURN NULL;
 END
