@@ -203,3 +203,36 @@ END
 $$;
 CREATE TRIGGER check_msg_broker_queue BEFORE INSERT OR UPDATE ON action_triggers.msg_broker_queue
     FOR EACH ROW EXECUTE FUNCTION action_triggers.check_msg_broker_queue();
+
+-- validate_config reports header names given twice in different cases under the
+-- webhook's own path, as it reports every other header error. The checks of
+-- migration 0001 stay in validate_config_fields, and validate_config adds this one,
+-- so create_config, update_config and the API keep calling the same name.
+ALTER FUNCTION action_triggers.validate_config(jsonb) RENAME TO validate_config_fields;
+
+CREATE FUNCTION action_triggers.validate_config(body jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    errors jsonb := action_triggers.validate_config_fields(body);
+    hook jsonb;
+    position integer;
+    name text;
+    seen text[];
+BEGIN
+    IF jsonb_typeof(body -> 'webhooks') IS DISTINCT FROM 'array' THEN
+        RETURN errors;
+    END IF;
+    FOR hook, position IN SELECT e, i - 1 FROM jsonb_array_elements(body -> 'webhooks') WITH ORDINALITY AS a(e, i) LOOP
+        CONTINUE WHEN jsonb_typeof(hook -> 'headers') IS DISTINCT FROM 'object';
+        seen := '{}';
+        FOR name IN SELECT k FROM jsonb_object_keys(hook -> 'headers') AS k LOOP
+            IF lower(name) = ANY (seen) THEN
+                errors := action_triggers.add_error(errors, format('webhooks[%s].headers.%s', position, name),
+                    format('header %s is given twice: HTTP header names ignore case', name));
+            END IF;
+            seen := seen || lower(name);
+        END LOOP;
+    END LOOP;
+    RETURN errors;
+END
+$$;
