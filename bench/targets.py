@@ -17,9 +17,11 @@ Measurements (docs/benchmarks.md describes each):
 - drain: 100,000 events in the outbox when the service starts, with RSS sampled.
 - idle: process start to the first /readyz 200, then RSS after 2 s idle.
 - pgbench_*: pgbench TPC-B with and without a post_save config on pgbench_accounts.
-- *_capture, *_floor: the bounds of the burst, app-cost and pgbench targets. The
-  loop or pgbench runs with the config's capture trigger and no service: alone
-  (capture), or with the minimal SQL consumer (floor), see CaptureOnly.
+- *_capture, *_floor, *_webhooks: the bounds of the burst, app-cost and pgbench
+  targets. The loop or pgbench runs with the config's capture trigger and no
+  service: alone (capture), with the minimal SQL consumer (floor), or with the
+  minimal SQL consumer and bench/lib/webhook_poster.c sending each event's row
+  image to the receiver (webhooks), see CaptureOnly.
 - steady: 200 inserts/s for 15 s, latency per row (bench.py's run_steady).
 - templates_*: a backlog of Sale events drained with and without a payload template.
 """
@@ -290,25 +292,59 @@ WITH batch AS (
 INSERT INTO action_triggers.delivery_attempt (delivery_id, attempt, started_at, duration_ms, status_code, outcome)
 SELECT id, 1, now(), 0, 200, 'succeeded' FROM created
 """
+# The same writes as MINIMAL_CONSUMER_SQL, returning the row image of each event
+# in event order, for the consumer that also sends the webhooks.
+WEBHOOK_CONSUMER_SQL = """
+WITH batch AS (
+    SELECT id, coalesce(new_row, old_row) AS row_image FROM action_triggers.event
+    WHERE dispatched_at IS NULL
+    ORDER BY id
+    LIMIT 1000
+    FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE action_triggers.event e SET dispatched_at = now()
+    FROM batch b WHERE e.id = b.id
+    RETURNING e.id
+), created AS (
+    INSERT INTO action_triggers.delivery
+        (event_id, config_id, webhook_id, url, http_method, headers, signing_secrets, status, attempts, completed_at)
+    SELECT m.id, w.config_id, w.id, w.url, w.http_method, w.headers, w.signing_secrets, 'succeeded', 1, now()
+    FROM marked m CROSS JOIN (SELECT * FROM action_triggers.webhook ORDER BY id LIMIT 1) AS w
+    RETURNING id
+), attempts AS (
+    INSERT INTO action_triggers.delivery_attempt (delivery_id, attempt, started_at, duration_ms, status_code, outcome)
+    SELECT id, 1, now(), 0, 200, 'succeeded' FROM created
+)
+SELECT row_image::text FROM batch ORDER BY id
+"""
 MINIMAL_CONSUMER_INTERVAL_SECONDS = 0.02
+CONSUMERS = (None, "sql", "webhooks")
+# The part of a bound measurement's name that names its consumer.
+BOUND_KINDS = {None: "capture", "sql": "floor", "webhooks": "webhooks"}
 
 
 class CaptureOnly:
     """Runs a database's capture trigger without the service, for the bounds of the targets.
 
     A side session holds the "dispatching" lock, so every capture pays for its
-    outbox row and its two lock checks, and sends no NOTIFY. With `consumer`, a
-    thread runs MINIMAL_CONSUMER_SQL on its own connection, with
+    outbox row and its two lock checks, and sends no NOTIFY. With `consumer`
+    "sql", a thread runs MINIMAL_CONSUMER_SQL on its own connection, with
     `synchronous_commit = off` like the service's connections. What the
     application keeps then bounds what any consumer that writes the delivery log
-    could leave it, before one webhook is sent.
+    could leave it, before one webhook is sent. With "webhooks", the thread runs
+    WEBHOOK_CONSUMER_SQL instead and pipes each row image to the webhook poster,
+    which POSTs it to the receiver. That bounds what a consumer could leave the
+    application if it also sends each event to this receiver through libcurl.
     """
 
     def __init__(self, suite, database, consumer):
+        if consumer not in CONSUMERS:
+            raise ValueError(f"unknown consumer {consumer!r}, expected one of {CONSUMERS}")
         self.suite = suite
         self.database = database
         self.consumer = consumer
         self.consumed = 0
+        self.sent = 0
         self.stop_event = threading.Event()
         self.thread = None
         self.error = None
@@ -316,7 +352,7 @@ class CaptureOnly:
     def __enter__(self):
         self.lock_connection = psycopg.connect(self.suite.url(self.database.name), autocommit=True)
         self.lock_connection.execute("SELECT pg_advisory_lock(%s, %s)", DISPATCHING_LOCK)
-        if self.consumer:
+        if self.consumer is not None:
             self.thread = threading.Thread(target=self.consume, name="minimal-consumer")
             self.thread.start()
         return self
@@ -325,11 +361,38 @@ class CaptureOnly:
         try:
             with psycopg.connect(self.suite.url(self.database.name), autocommit=True) as connection:
                 connection.execute("SET synchronous_commit = off")
+                if self.consumer == "webhooks":
+                    self.consume_sending(connection)
+                    return
                 while not self.stop_event.is_set():
                     self.consumed += max(connection.execute(MINIMAL_CONSUMER_SQL).rowcount, 0)
                     self.stop_event.wait(MINIMAL_CONSUMER_INTERVAL_SECONDS)
-        except psycopg.Error as error:
+        except (psycopg.Error, OSError, BenchError) as error:
             self.error = error
+
+    def consume_sending(self, connection):
+        """Runs WEBHOOK_CONSUMER_SQL and hands every row image to the webhook poster."""
+        poster = subprocess.Popen(
+            [self.suite.options.webhook_poster, self.suite.receiver_url],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        try:
+            while not self.stop_event.is_set():
+                bodies = [row[0] for row in connection.execute(WEBHOOK_CONSUMER_SQL).fetchall()]
+                if bodies:
+                    poster.stdin.write("".join(body + "\n" for body in bodies).encode())
+                    poster.stdin.flush()
+                    self.consumed += len(bodies)
+                self.stop_event.wait(MINIMAL_CONSUMER_INTERVAL_SECONDS)
+        finally:
+            _output, errors = poster.communicate(timeout=120)
+        summary = errors.decode(errors="replace").strip()
+        match = re.search(r"sent (\d+), failed (\d+)", summary)
+        if poster.returncode != 0 or match is None:
+            raise BenchError(f"the webhook poster exited with status {poster.returncode}: {summary[-2000:]}")
+        self.sent = int(match.group(1))
+        if self.sent != self.consumed:
+            raise BenchError(f"the webhook poster sent {self.sent} webhooks for {self.consumed} events")
 
     def __exit__(self, *exc_info):
         self.stop_event.set()
@@ -446,7 +509,7 @@ def measure_insert_ours(suite, run):
 
 def measure_insert_bound(suite, run, consumer):
     config = webhook_config("myapp", "Customer", suite.receiver_url)
-    kind = "floor" if consumer else "capture"
+    kind = BOUND_KINDS[consumer]
     with Database(suite, f"bench_insert_{kind}_{run}", PLAIN_TEMPLATE, [config]) as database:
         with CaptureOnly(suite, database, consumer) as capture:
             started, commits = psycopg_inserts(database.connection, BURST_ROWS)
@@ -501,12 +564,13 @@ def measure_django_ours_config(suite, run):
 
 def measure_django_bound(suite, run, consumer):
     config = webhook_config("myapp", "Customer", suite.receiver_url)
-    kind = "floor" if consumer else "capture"
+    kind = BOUND_KINDS[consumer]
     with Database(suite, f"bench_django_{kind}_{run}", PLAIN_TEMPLATE, [config]) as database:
         with CaptureOnly(suite, database, consumer) as capture:
             figures, _commit_times, cpu = django_saves(suite, database, False)
             figures["cpu_percent"] = cpu.stop()
         figures["events_consumed"] = capture.consumed
+        figures["webhooks_sent"] = capture.sent
     return figures
 
 
@@ -603,14 +667,14 @@ def measure_pgbench_none(suite, run):
 
 def measure_pgbench_bound(suite, run, consumer):
     config = webhook_config("bench", "account", suite.receiver_url)
-    kind = "floor" if consumer else "capture"
+    kind = BOUND_KINDS[consumer]
     with Database(suite, f"bench_pgbench_{kind}_{run}", PGBENCH_TEMPLATE, [config]) as database:
         with CaptureOnly(suite, database, consumer) as capture:
             cpu = CPUGroups(suite, {})
             cpu.start()
             tps, _transactions = run_pgbench(suite, database.name)
             usage = cpu.stop()
-        return {"tps": tps, "events_consumed": capture.consumed, "cpu_percent": usage}
+        return {"tps": tps, "events_consumed": capture.consumed, "webhooks_sent": capture.sent, "cpu_percent": usage}
 
 
 def measure_pgbench_config(suite, run):
@@ -699,20 +763,22 @@ def measure_templates_rendered(suite, run):
 MEASUREMENTS = {
     "insert_pg": (measure_insert_pg, {"plain"}),
     "insert_ours": (measure_insert_ours, {"plain"}),
-    "insert_capture": (lambda suite, run: measure_insert_bound(suite, run, consumer=False), {"plain"}),
-    "insert_floor": (lambda suite, run: measure_insert_bound(suite, run, consumer=True), {"plain"}),
+    "insert_capture": (lambda suite, run: measure_insert_bound(suite, run, consumer=None), {"plain"}),
+    "insert_floor": (lambda suite, run: measure_insert_bound(suite, run, consumer="sql"), {"plain"}),
     "django_ours_none": (measure_django_ours_none, {"plain"}),
     "django_ours_config": (measure_django_ours_config, {"plain"}),
-    "django_capture": (lambda suite, run: measure_django_bound(suite, run, consumer=False), {"plain"}),
-    "django_floor": (lambda suite, run: measure_django_bound(suite, run, consumer=True), {"plain"}),
+    "django_capture": (lambda suite, run: measure_django_bound(suite, run, consumer=None), {"plain"}),
+    "django_floor": (lambda suite, run: measure_django_bound(suite, run, consumer="sql"), {"plain"}),
+    "django_webhooks": (lambda suite, run: measure_django_bound(suite, run, consumer="webhooks"), {"plain"}),
     "django_ancestor_none": (measure_django_ancestor_none, {"ancestor"}),
     "django_ancestor_config": (measure_django_ancestor_config, {"ancestor"}),
     "drain": (measure_drain, {"plain"}),
     "idle": (measure_idle, {"plain"}),
     "pgbench_none": (measure_pgbench_none, {"pgbench"}),
     "pgbench_config": (measure_pgbench_config, {"pgbench"}),
-    "pgbench_capture": (lambda suite, run: measure_pgbench_bound(suite, run, consumer=False), {"pgbench"}),
-    "pgbench_floor": (lambda suite, run: measure_pgbench_bound(suite, run, consumer=True), {"pgbench"}),
+    "pgbench_capture": (lambda suite, run: measure_pgbench_bound(suite, run, consumer=None), {"pgbench"}),
+    "pgbench_floor": (lambda suite, run: measure_pgbench_bound(suite, run, consumer="sql"), {"pgbench"}),
+    "pgbench_webhooks": (lambda suite, run: measure_pgbench_bound(suite, run, consumer="webhooks"), {"pgbench"}),
     "steady": (measure_steady, {"plain"}),
     "templates_plain": (measure_templates_plain, {"plain"}),
     "templates_rendered": (measure_templates_rendered, {"plain"}),
@@ -767,7 +833,7 @@ TARGETS = {
     "app-cost": {
         "measurements": [
             "django_ours_none", "django_ours_config", "django_ancestor_none", "django_ancestor_config",
-            "django_capture", "django_floor",
+            "django_capture", "django_floor", "django_webhooks",
         ],
         "rows": lambda r: {
             "saves/s, no config (plain Django, service running)": r["django_ours_none"]["saves_per_sec"],
@@ -785,11 +851,14 @@ TARGETS = {
             "bound: saves/s, capture and minimal SQL consumer": r["django_floor"]["saves_per_sec"],
             "bound: ratio minimal SQL consumer / no config":
                 r["django_floor"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
+            "bound: saves/s, capture, minimal SQL consumer and webhook poster": r["django_webhooks"]["saves_per_sec"],
+            "bound: ratio minimal consumer with webhooks / no config":
+                r["django_webhooks"]["saves_per_sec"] / r["django_ours_none"]["saves_per_sec"],
         },
         "check": ("ratio action-triggers config / no config", ">=", 0.8),
     },
     "pgbench": {
-        "measurements": ["pgbench_none", "pgbench_config", "pgbench_capture", "pgbench_floor"],
+        "measurements": ["pgbench_none", "pgbench_config", "pgbench_capture", "pgbench_floor", "pgbench_webhooks"],
         "rows": lambda r: {
             "TPS, no config": r["pgbench_none"]["tps"],
             "TPS, post_save config on pgbench_accounts": r["pgbench_config"]["tps"],
@@ -800,6 +869,8 @@ TARGETS = {
             "bound: ratio capture alone / none": r["pgbench_capture"]["tps"] / r["pgbench_none"]["tps"],
             "bound: TPS, capture and minimal SQL consumer": r["pgbench_floor"]["tps"],
             "bound: ratio minimal SQL consumer / none": r["pgbench_floor"]["tps"] / r["pgbench_none"]["tps"],
+            "bound: TPS, capture, minimal SQL consumer and webhook poster": r["pgbench_webhooks"]["tps"],
+            "bound: ratio minimal consumer with webhooks / none": r["pgbench_webhooks"]["tps"] / r["pgbench_none"]["tps"],
         },
         "check": ("ratio config / none", ">=", 0.75),
     },
@@ -877,6 +948,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="+", choices=sorted(TARGETS) + ["all"], help="targets to measure")
     parser.add_argument("--binary", required=True, help="path of the action-triggers executable")
+    parser.add_argument("--webhook-poster", required=True, help="path of the webhook poster built from bench/lib/webhook_poster.c")
     parser.add_argument("--django-python", required=True, help="Python of the venv with django-action-triggers 0.5.2")
     parser.add_argument("--pg-port", type=int, required=True, help="PostgreSQL port on 127.0.0.1")
     parser.add_argument("--postmaster-pid", type=int, required=True, help="PID of the PostgreSQL postmaster, for CPU accounting")

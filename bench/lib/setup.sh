@@ -7,7 +7,8 @@
 # order. Everything listens on 127.0.0.1 only.
 #
 #   bench_prepare           install packages and the venv, set the EXIT trap
-#   bench_build             swift build -c release; sets `binary`
+#   bench_build             swift build -c release; sets `binary`, and builds
+#                           bench/lib/webhook_poster.c; sets `webhook_poster`
 #   bench_start_postgres    start PostgreSQL with pg_stat_statements; sets
 #                           `postmaster_pid`, `pg_version` and PG_URL
 #   bench_start_receiver    start bench/receiver.py; sets `receiver_pid`
@@ -101,6 +102,9 @@ bench_build() {
     log "swift build -c release"
     swift build -c release
     binary="$(swift build -c release --show-bin-path)/action-triggers"
+    # The Swift toolchain brings clang, and libcurl4-openssl-dev is installed above.
+    webhook_poster="$work_dir/webhook-poster"
+    clang -O2 -o "$webhook_poster" bench/lib/webhook_poster.c -lcurl
 }
 
 bench_start_postgres() {
