@@ -34,8 +34,12 @@ public enum DeliveryDecision: Sendable, Equatable {
 /// the retry policy's backoff, or after `Retry-After` when the receiver sends one.
 /// Redirects are failures, because replaying a POST as a GET would change its meaning.
 /// Any other status, and a request that was never sent, fails without retry, except
-/// when a dynamic value could not be resolved, which is retried.
-public func decideDelivery(after result: AttemptResult, attempt: Int, policy: RetryPolicy, random: Double) -> DeliveryDecision {
+/// when a dynamic value could not be resolved, which is retried. `random`, in 0..<1,
+/// jitters the backoff and is evaluated only for a retry, so a success costs no draw
+/// from the system's random number generator.
+public func decideDelivery(
+    after result: AttemptResult, attempt: Int, policy: RetryPolicy, random: @autoclosure () -> Double
+) -> DeliveryDecision {
     let reason: String
     var retryAfter: Double? = nil
 
@@ -66,5 +70,5 @@ public func decideDelivery(after result: AttemptResult, attempt: Int, policy: Re
     guard attempt < policy.maxAttempts else {
         return .dead(reason: "\(reason); gave up after \(attempt) attempts")
     }
-    return .retry(delay: policy.delay(afterAttempt: attempt, retryAfter: retryAfter, random: random), reason: reason)
+    return .retry(delay: policy.delay(afterAttempt: attempt, retryAfter: retryAfter, random: random()), reason: reason)
 }

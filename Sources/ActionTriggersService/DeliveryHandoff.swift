@@ -12,6 +12,9 @@ final class DeliveryHandoff: Sendable {
     private struct State {
         var freeSlots: Int
         var waiting: [ClaimedDelivery] = []
+        /// Outcomes of held deliveries that finished after their dispatch stopped waiting,
+        /// for the worker to write now that their delivery rows exist.
+        var outcomes: [AttemptRecord] = []
         /// Set by a `reserve` that found no free slot, so the next `free` wakes the worker.
         var slotRequested = false
         /// Set when the worker has stopped taking deliveries.
@@ -92,6 +95,22 @@ final class DeliveryHandoff: Sendable {
             state.freeSlots += deliveries.count
             state.waiting.removeAll()
             return deliveries
+        }
+    }
+
+    /// Queues outcomes for the worker to write and wakes it: those of held deliveries
+    /// that finished after their dispatch stopped waiting, once it has committed.
+    func queueOutcomes(_ records: [AttemptRecord]) {
+        guard !records.isEmpty else { return }
+        state.withLock { $0.outcomes.append(contentsOf: records) }
+        arrived.raise()
+    }
+
+    /// Takes the outcomes queued by `queueOutcomes`.
+    func takeOutcomes() -> [AttemptRecord] {
+        state.withLock { state in
+            defer { state.outcomes.removeAll() }
+            return state.outcomes
         }
     }
 

@@ -26,6 +26,9 @@ struct ClaimedDelivery {
     /// The reason the URL may not be connected to now, from `action_triggers.webhook_url_error`.
     let urlError: String?
     let event: CapturedEvent
+    /// The held dispatch that waits for this first attempt, while the delivery is not in
+    /// the table yet. It is nil for a delivery in flight in the table.
+    var held: HeldBatch? = nil
 }
 
 /// The result of one attempt, ready to be written to the delivery log.

@@ -130,6 +130,9 @@ final class DeliveryWorker: Sendable {
         }
 
         while true {
+            for record in handoff.takeOutcomes() {
+                queue(record, state: &state)
+            }
             if recordIsDue() {
                 try DeliveryStore.record(connection, state.unrecorded)
                 onAttemptsRecorded(state.unrecorded.count)
@@ -232,7 +235,10 @@ final class DeliveryWorker: Sendable {
     /// Closes the handoff as the worker stops and hands the deliveries that were still
     /// waiting in it back to the queue, so that they do not wait out their lease.
     private func releaseHandedOver(_ connection: PostgresConnection) throws {
-        let waiting = handoff.close()
+        // A held dispatch that still waits writes its deliveries pending itself.
+        let waiting = handoff.close().filter { delivery in
+            !(delivery.held?.handBack(id: delivery.id) ?? false)
+        }
         guard !waiting.isEmpty else { return }
         let released = try DeliveryStore.release(connection, waiting)
         logger.info("released deliveries handed over at shutdown", ["deliveries.count": released])
@@ -243,6 +249,11 @@ final class DeliveryWorker: Sendable {
         _ claimed: [ClaimedDelivery], client: HTTPClient, connection: PostgresConnection, state: inout PipelineState
     ) {
         for delivery in claimed {
+            if delivery.held?.isAborted == true {
+                // Its dispatch rolled back, so its event is dispatched and sent again.
+                handoff.free(1)
+                continue
+            }
             let startedAt = Date()
             let tag = state.nextTag
             state.nextTag &+= 1
@@ -298,11 +309,22 @@ final class DeliveryWorker: Sendable {
             id: delivery.id, attempt: delivery.attempt, result: result, decision: decision,
             startedAt: startedAt.timeIntervalSince1970, durationMs: durationMs)
         metrics.recordAttempt(target: "webhook", outcome: record.outcome, durationSeconds: durationMs / 1000)
+        switch delivery.held?.finish(id: delivery.id, outcome: record) {
+        case nil, .record:
+            queue(record, state: &state)
+        case .held, .deferred, .drop:
+            // The held dispatch writes it, hands it back after its commit, or rolled back.
+            break
+        }
+        handoff.free(1)
+    }
+
+    /// Queues an outcome for the next record statement.
+    private func queue(_ record: AttemptRecord, state: inout PipelineState) {
         if state.unrecorded.isEmpty {
             state.oldestUnrecorded = .now
         }
         state.unrecorded.append(record)
-        handoff.free(1)
     }
 
     private struct NotSent: Error {

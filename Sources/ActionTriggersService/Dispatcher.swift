@@ -37,8 +37,78 @@ final class Dispatcher: Sendable {
     /// undispatched and listed in `deferred`. A batch without templates then runs in
     /// one autocommit round trip, and the listed events go through the statement again,
     /// in a transaction, with `eventFilter` naming them.
-    static func dispatchSQL(eventFilter: String, limit: String, deferTemplated: Bool) -> String {
+    ///
+    /// With `holdClaims`, the statement runs in a transaction that stays open until the
+    /// claimed deliveries' attempts finish (`HeldDeliveries`). It inserts none of them
+    /// but returns each with its id drawn from the table's sequence, and with `held_row`,
+    /// the columns that `logHeldSQL` inserts, as a JSON object.
+    static func dispatchSQL(eventFilter: String, limit: String, deferTemplated: Bool, holdClaims: Bool = false) -> String {
         let deferTemplated = deferTemplated ? "true" : "false"
+        // Ids follow event order, which the per-row order of the claims relies on. A held
+        // claim gets its id with the others, so a later delivery of its row is still
+        // behind it if its attempt fails.
+        let created: String
+        let handed: String
+        if holdClaims {
+            created = """
+            numbered AS MATERIALIZED (
+                SELECT p.*, nextval('action_triggers.delivery_id_seq') AS delivery_id
+                FROM (SELECT * FROM planned ORDER BY event_id, target, target_id) AS p
+            ), created AS (
+                INSERT INTO action_triggers.delivery
+                    (id, event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, msg_broker_queue_id,
+                     broker_name, conn_details, parameters, timeout_secs, model, row_key)
+                OVERRIDING SYSTEM VALUE
+                SELECT p.delivery_id, p.event_id, p.config_id, p.target,
+                       CASE WHEN p.target = 'webhook' THEN p.target_id END, p.url, p.http_method, p.headers, p.signing_secrets,
+                       CASE WHEN p.target = 'broker' THEN p.target_id END, p.broker_name, p.conn_details, p.parameters,
+                       p.timeout_secs, p.model, p.row_key
+                FROM numbered p
+                WHERE NOT p.claim
+                ORDER BY p.delivery_id
+                RETURNING id, event_id, target, status
+            )
+            """
+            handed = """
+            handed AS (
+                SELECT n.delivery_id AS id, n.event_id, n.target_id AS webhook_id, n.url, n.http_method, n.headers,
+                       n.signing_secrets, n.timeout_secs,
+                       json_build_object(
+                           'id', n.delivery_id, 'event_id', n.event_id, 'config_id', n.config_id, 'webhook_id', n.target_id,
+                           'url', n.url, 'http_method', n.http_method, 'headers', n.headers,
+                           'signing_secrets', n.signing_secrets, 'timeout_secs', n.timeout_secs, 'model', n.model,
+                           'row_key', n.row_key)::text AS held_row
+                FROM numbered n
+                WHERE n.claim
+            )
+            """
+        } else {
+            created = """
+            created AS (
+                INSERT INTO action_triggers.delivery
+                    (event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, msg_broker_queue_id,
+                     broker_name, conn_details, parameters, timeout_secs, model, row_key, status, attempts, next_attempt_at)
+                SELECT p.event_id, p.config_id, p.target,
+                       CASE WHEN p.target = 'webhook' THEN p.target_id END, p.url, p.http_method, p.headers, p.signing_secrets,
+                       CASE WHEN p.target = 'broker' THEN p.target_id END, p.broker_name, p.conn_details, p.parameters,
+                       p.timeout_secs, p.model, p.row_key,
+                       CASE WHEN p.claim THEN 'in_flight' ELSE 'pending' END,
+                       CASE WHEN p.claim THEN 1 ELSE 0 END,
+                       CASE WHEN p.claim THEN now() + make_interval(secs => $3::double precision) ELSE now() END
+                FROM planned p
+                ORDER BY p.event_id, p.target, p.target_id
+                RETURNING id, event_id, target, status, webhook_id, url, http_method, headers, signing_secrets, timeout_secs
+            )
+            """
+            handed = """
+            handed AS (
+                SELECT c.id, c.event_id, c.webhook_id, c.url, c.http_method, c.headers, c.signing_secrets, c.timeout_secs,
+                       NULL::text AS held_row
+                FROM created c
+                WHERE c.status = 'in_flight'
+            )
+            """
+        }
         return """
         WITH batch AS (
             SELECT e.id, e.table_oid, e.signal, e.operation, e.new_row, e.old_row
@@ -138,22 +208,7 @@ final class Dispatcher: Sendable {
                    AND count(*) FILTER (WHERE e.eligible)
                        OVER (ORDER BY e.event_id, e.target, e.target_id ROWS UNBOUNDED PRECEDING) <= $2 AS claim
             FROM eligible e
-        ), created AS (
-            -- Ids follow event order, which the per-row order of the claims relies on.
-            INSERT INTO action_triggers.delivery
-                (event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, msg_broker_queue_id,
-                 broker_name, conn_details, parameters, timeout_secs, model, row_key, status, attempts, next_attempt_at)
-            SELECT p.event_id, p.config_id, p.target,
-                   CASE WHEN p.target = 'webhook' THEN p.target_id END, p.url, p.http_method, p.headers, p.signing_secrets,
-                   CASE WHEN p.target = 'broker' THEN p.target_id END, p.broker_name, p.conn_details, p.parameters,
-                   p.timeout_secs, p.model, p.row_key,
-                   CASE WHEN p.claim THEN 'in_flight' ELSE 'pending' END,
-                   CASE WHEN p.claim THEN 1 ELSE 0 END,
-                   CASE WHEN p.claim THEN now() + make_interval(secs => $3::double precision) ELSE now() END
-            FROM planned p
-            ORDER BY p.event_id, p.target, p.target_id
-            RETURNING id, event_id, target, status, webhook_id, url, http_method, headers, signing_secrets, timeout_secs
-        ), labeled AS (
+        ), \(created), \(handed), labeled AS (
             SELECT DISTINCT ON (b.id) b.signal, m.event_id IS NOT NULL AS matched,
                 coalesce(m.model, (
                     SELECT ct.app_label || '.' || lower(ct.model_name)
@@ -168,7 +223,7 @@ final class Dispatcher: Sendable {
         ), summary AS (
             SELECT
             (SELECT count(*) FROM marked) AS events,
-            (SELECT count(*) FROM created) AS deliveries,
+            (SELECT count(*) FROM created) + \(holdClaims ? "(SELECT count(*) FROM handed)" : "0") AS deliveries,
             (SELECT count(*) FROM created WHERE target = 'webhook' AND status = 'pending') AS pending_webhook_deliveries,
             (SELECT count(*) FROM created WHERE target = 'broker') AS broker_deliveries,
             (SELECT json_agg(json_build_object('model', l.model, 'signal', l.signal, 'events', l.events, 'matched', l.matched))
@@ -189,16 +244,16 @@ final class Dispatcher: Sendable {
              WHERE m.payload IS NOT NULL AND m.event_id NOT IN (SELECT event_id FROM deferred))::text AS templated,
             (SELECT count(*) FROM batch) AS taken,
             (SELECT array_agg(event_id ORDER BY event_id) FROM deferred)::text AS deferred
-        ), \(DeliveryStore.urlChecksSQL(urls: "SELECT url FROM created WHERE status = 'in_flight'"))
+        ), \(DeliveryStore.urlChecksSQL(urls: "SELECT url FROM handed"))
         -- One row per delivery claimed at creation, each with the summary; or the summary
         -- alone. The event is read by primary key: its row images are as the batch read them.
         SELECT s.*, c.id, c.event_id, 1 AS attempts, 1 AS retry_attempt, e.signal, e.operation,
                e.new_row::text AS new_row, e.old_row::text AS old_row, NULL::text AS payload, c.timeout_secs,
                c.webhook_id, c.url, c.http_method, c.headers::text AS headers, c.signing_secrets::text AS signing_secrets,
                (SELECT w.ca_bundle FROM action_triggers.webhook w WHERE w.id = c.webhook_id) AS ca_bundle,
-               (SELECT u.url_error FROM url_checks u WHERE u.url = c.url) AS url_error
+               (SELECT u.url_error FROM url_checks u WHERE u.url = c.url) AS url_error, c.held_row
         FROM summary s
-        LEFT JOIN (created c JOIN action_triggers.event e ON e.id = c.event_id) ON c.status = 'in_flight'
+        LEFT JOIN (handed c JOIN action_triggers.event e ON e.id = c.event_id) ON true
         ORDER BY c.id
         """
     }
@@ -206,6 +261,49 @@ final class Dispatcher: Sendable {
     /// The first pass over the outbox, which defers templated events. $1 is the batch
     /// size, $2 the maximum number of deliveries to claim and $3 their lease in seconds.
     static let dispatchSQL = dispatchSQL(eventFilter: "true", limit: "LIMIT $1", deferTemplated: true)
+
+    /// The first pass with held claims (`dispatchHeld`): $1 is the batch size and $2 the
+    /// maximum number of deliveries to claim.
+    static let dispatchHeldSQL = dispatchSQL(eventFilter: "true", limit: "LIMIT $1", deferTemplated: true, holdClaims: true)
+
+    /// Inserts the webhook deliveries of a held dispatch with the outcomes of their first
+    /// attempts, and the attempts. $1 is the statement's `held_row` objects as a JSON
+    /// array and $2 the outcomes as `DeliveryStore.recordSQL` takes them. A delivery
+    /// without an outcome is inserted in flight with a lease of $3 seconds, and one
+    /// listed in $4 (bigint[]), which was never sent, pending and due.
+    static let logHeldSQL = """
+        WITH held AS (
+            SELECT * FROM jsonb_to_recordset($1::jsonb) AS h(
+                id bigint, event_id bigint, config_id bigint, webhook_id bigint, url text, http_method text, headers jsonb,
+                signing_secrets jsonb, timeout_secs double precision, model text, row_key text)
+        ), r AS (
+            SELECT * FROM jsonb_to_recordset($2::jsonb) AS r(
+                id bigint, attempt integer, status text, delay_secs double precision, status_code integer,
+                error text, started_at double precision, duration_ms double precision, outcome text)
+        ), created AS (
+            INSERT INTO action_triggers.delivery
+                (id, event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, timeout_secs, model,
+                 row_key, status, attempts, next_attempt_at, last_status_code, last_error, completed_at)
+            OVERRIDING SYSTEM VALUE
+            SELECT h.id, h.event_id, h.config_id, 'webhook', h.webhook_id, h.url, h.http_method, h.headers, h.signing_secrets,
+                   h.timeout_secs, h.model, h.row_key,
+                   CASE WHEN r.id IS NOT NULL THEN r.status WHEN h.id = ANY ($4::bigint[]) THEN 'pending' ELSE 'in_flight' END,
+                   CASE WHEN r.id IS NULL AND h.id = ANY ($4::bigint[]) THEN 0 ELSE 1 END,
+                   CASE WHEN r.id IS NULL AND h.id = ANY ($4::bigint[]) THEN now()
+                        WHEN r.id IS NULL THEN now() + make_interval(secs => $3::double precision)
+                        WHEN r.status = 'pending' THEN now() + make_interval(secs => r.delay_secs)
+                        ELSE now() END,
+                   r.status_code, r.error,
+                   CASE WHEN r.status IN ('succeeded', 'failed', 'dead') THEN now() END
+            FROM held h LEFT JOIN r ON r.id = h.id
+            ORDER BY h.id
+        )
+        INSERT INTO action_triggers.delivery_attempt
+            (delivery_id, attempt, started_at, duration_ms, status_code, error, outcome)
+        SELECT r.id, r.attempt, to_timestamp(r.started_at), round(r.duration_ms::numeric, 3)::double precision, r.status_code,
+               r.error, r.outcome
+        FROM r
+        """
 
     /// The pass over deferred events, in a transaction: $1 is their ids as a bigint[] literal,
     /// and $2 and $3 are as for `dispatchSQL`.
@@ -287,6 +385,8 @@ final class Dispatcher: Sendable {
             health: (health, .dispatcher), metrics: metrics)
         var reportedProblems: [String] = []
         let syncInterval = Duration.milliseconds(Int64(settings.pollInterval * 1000))
+        // Outside the connection's loop, so that a pause after a failed hold outlasts a reconnect.
+        var holdPolicy = DispatchHoldPolicy()
         loop.run { connection, _ in
             try syncTriggers(connection, reported: &reportedProblems)
             health.set(.dispatcher, ready: true)
@@ -303,7 +403,7 @@ final class Dispatcher: Sendable {
                 if pacing.mode == .idle, woken, let lastBatch, ContinuousClock.now - lastBatch < Self.busyInterval {
                     Thread.sleep(forTimeInterval: Self.gatherDelay.seconds)
                 }
-                let events = try dispatchAll(connection)
+                let events = try dispatchAll(connection, holdPolicy: &holdPolicy)
                 if events > 1 {
                     lastBatch = .now
                 }
@@ -396,10 +496,10 @@ final class Dispatcher: Sendable {
     /// Dispatches batches until the outbox has no undispatched event left, and returns
     /// the events taken.
     @discardableResult
-    private func dispatchAll(_ connection: PostgresConnection) throws -> Int {
+    private func dispatchAll(_ connection: PostgresConnection, holdPolicy: inout DispatchHoldPolicy) throws -> Int {
         var total = 0
         while !stop.isSet {
-            let (events, deliveries) = try dispatchBatch(connection)
+            let (events, deliveries) = try dispatchBatch(connection, holdPolicy: &holdPolicy)
             total += events
             metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
             if deliveries.all > 0 {
@@ -433,9 +533,12 @@ final class Dispatcher: Sendable {
     }
 
     /// Dispatches one batch and returns the events taken and the deliveries created
-    /// that are due. The first statement runs on its own (autocommit), so the webhook
-    /// deliveries it claims are committed before the worker sends them.
-    private func dispatchBatch(_ connection: PostgresConnection) throws -> (events: Int, deliveries: DueCount) {
+    /// that are due. While `holdPolicy` allows, the webhook deliveries claimed at
+    /// creation are held (`dispatchHeld`). Otherwise the first statement runs on its own
+    /// (autocommit), so the deliveries it claims are committed before the worker sends them.
+    private func dispatchBatch(
+        _ connection: PostgresConnection, holdPolicy: inout DispatchHoldPolicy
+    ) throws -> (events: Int, deliveries: DueCount) {
         let reserved = handoff?.reserve(upTo: settings.dispatchBatchSize) ?? 0
         var handedOver = false
         defer {
@@ -443,26 +546,31 @@ final class Dispatcher: Sendable {
                 handoff?.free(reserved)
             }
         }
-        let result = try connection.queryPrepared(
-            Self.dispatchSQL, [String(settings.dispatchBatchSize), String(reserved), String(leaseSeconds)])
-        let claimed: [ClaimedDelivery]
-        do {
-            claimed = try result.rows.filter { $0["id"] != nil }.map {
-                try DeliveryStore.claimedDelivery(from: $0, operation: "dispatch events")
+        let result: PostgresResult
+        if let handoff, reserved > 0, holdPolicy.shouldHold(now: Self.monotonicSeconds()) {
+            result = try dispatchHeld(connection, handoff: handoff, reserved: reserved, handedOver: &handedOver, policy: &holdPolicy)
+        } else {
+            result = try connection.queryPrepared(
+                Self.dispatchSQL, [String(settings.dispatchBatchSize), String(reserved), String(leaseSeconds)])
+            let claimed: [ClaimedDelivery]
+            do {
+                claimed = try result.rows.filter { $0["id"] != nil }.map {
+                    try DeliveryStore.claimedDelivery(from: $0, operation: "dispatch events")
+                }
+            } catch {
+                // The deliveries are committed in flight: hand them back to the queue
+                // rather than leave them to their lease.
+                let ids = result.rows.compactMap { $0["id"].flatMap { Int64($0) } }
+                _ = try? DeliveryStore.release(connection, ids.map { (id: $0, attempt: 1) })
+                throw error
             }
-        } catch {
-            // The deliveries are committed in flight: hand them back to the queue
-            // rather than leave them to their lease.
-            let ids = result.rows.compactMap { $0["id"].flatMap { Int64($0) } }
-            _ = try? DeliveryStore.release(connection, ids.map { (id: $0, attempt: 1) })
-            throw error
-        }
-        let rejected = handoff?.handOver(claimed, reserved: reserved) ?? []
-        handedOver = true
-        if !rejected.isEmpty {
-            // The delivery worker has stopped; the queue takes the deliveries back.
-            let released = try DeliveryStore.release(connection, rejected)
-            logger.info("released deliveries handed over at shutdown", ["deliveries.count": released])
+            let rejected = handoff?.handOver(claimed, reserved: reserved) ?? []
+            handedOver = true
+            if !rejected.isEmpty {
+                // The delivery worker has stopped; the queue takes the deliveries back.
+                let released = try DeliveryStore.release(connection, rejected)
+                logger.info("released deliveries handed over at shutdown", ["deliveries.count": released])
+            }
         }
 
         let row = try result.singleRow(operation: "dispatch events")
@@ -478,6 +586,70 @@ final class Dispatcher: Sendable {
         }
         return (taken, deliveries)
     }
+
+    /// Runs the dispatch statement in a transaction that stays open while the first
+    /// attempts of the webhook deliveries it claims run, for up to
+    /// `DispatchHoldPolicy.maxWait`. Then it inserts those deliveries with the outcomes
+    /// known (`logHeldSQL`) and commits, and returns the statement's result. If anything
+    /// fails before the commit, the transaction rolls back and the events stay
+    /// undispatched, so they are sent again with the same webhook-id.
+    private func dispatchHeld(
+        _ connection: PostgresConnection, handoff: DeliveryHandoff, reserved: Int, handedOver: inout Bool,
+        policy: inout DispatchHoldPolicy
+    ) throws -> PostgresResult {
+        var batch: HeldBatch?
+        do {
+            let (result, settled) = try connection.transaction { connection -> (PostgresResult, Bool) in
+                let result = try connection.queryPrepared(
+                    Self.dispatchHeldSQL, [String(settings.dispatchBatchSize), String(reserved)])
+                let rows = result.rows.filter { $0["id"] != nil }
+                let held = HeldBatch(ids: try rows.map { try $0.int64("id") })
+                batch = held
+                var claimed = try rows.map { try DeliveryStore.claimedDelivery(from: $0, operation: "dispatch events") }
+                for index in claimed.indices {
+                    claimed[index].held = held
+                }
+                let heldRows = try rows.map { try $0.string("held_row") }
+
+                // A delivery that the stopped worker rejects is written pending.
+                for delivery in handoff.handOver(claimed, reserved: reserved) {
+                    _ = held.handBack(id: delivery.id)
+                }
+                handedOver = true
+                let settled = claimed.isEmpty || held.wait(timeout: DispatchHoldPolicy.maxWait)
+                let closing = held.close()
+                if !claimed.isEmpty {
+                    let unsent = "{" + closing.unsent.map { String($0) }.joined(separator: ",") + "}"
+                    _ = try connection.queryPrepared(Self.logHeldSQL, [
+                        "[" + heldRows.joined(separator: ",") + "]", try AttemptRecord.jsonArray(closing.outcomes),
+                        String(leaseSeconds), unsent,
+                    ])
+                    vacuum?.rowsChanged(closing.outcomes.count)
+                }
+                return (result, settled)
+            }
+            policy.held(settled: settled, now: Self.monotonicSeconds())
+            handoff.queueOutcomes(batch?.commit() ?? [])
+            return result
+        } catch {
+            batch?.abort()
+            policy.failed(now: Self.monotonicSeconds())
+            if batch != nil {
+                logger.warning("held dispatch rolled back; its events are dispatched again", [
+                    "error": String(describing: error),
+                ])
+            }
+            throw error
+        }
+    }
+
+    /// Returns seconds on a monotonic clock, for `DispatchHoldPolicy`.
+    private static func monotonicSeconds() -> Double {
+        let now = ContinuousClock.now
+        return (now - Self.clockOrigin).seconds
+    }
+
+    private static let clockOrigin = ContinuousClock.now
 
     /// The lease of a delivery claimed at creation, as the worker's claims take it.
     private var leaseSeconds: Double {

@@ -97,4 +97,26 @@ struct DeliveryDecisionTests {
         }
         #expect(reason == "not sent: dynamic value a.b: file /x could not be read")
     }
+
+    @Test("jitter is drawn only for a retry")
+    func jitterDrawnForRetryOnly() {
+        let jittered = RetryPolicy(maxAttempts: 3, baseDelay: 1, maxDelay: 60, jitter: 0.5)
+        var draws = 0
+        func draw() -> Double {
+            draws += 1
+            return 1
+        }
+
+        let success = decideDelivery(after: .response(status: 200, retryAfter: nil), attempt: 1, policy: jittered, random: draw())
+        #expect(success == .succeeded)
+        #expect(draws == 0)
+
+        let failure = decideDelivery(after: .response(status: 404, retryAfter: nil), attempt: 1, policy: jittered, random: draw())
+        #expect(failure == .failed(reason: "receiver answered HTTP 404"))
+        #expect(draws == 0)
+
+        let retry = decideDelivery(after: .response(status: 500, retryAfter: nil), attempt: 1, policy: jittered, random: draw())
+        #expect(retry == .retry(delay: 0.5, reason: "receiver answered HTTP 500"))
+        #expect(draws == 1)
+    }
 }

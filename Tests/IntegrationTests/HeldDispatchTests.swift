@@ -1,0 +1,145 @@
+import Foundation
+import PostgresClient
+import Testing
+
+/// Held dispatches: the dispatcher keeps its transaction open while the first attempts
+/// of the webhook deliveries it claims run, then writes each delivery once, with its
+/// outcome.
+@Suite("Held dispatch", .serialized)
+struct HeldDispatchTests {
+    /// Returns the only delivery's columns that tell how it was written.
+    private func onlyDelivery(_ harness: Harness) throws -> PostgresRow {
+        try harness.database.query("""
+            SELECT status, attempts, last_status_code, created_at = updated_at AS written_once,
+                   completed_at IS NOT NULL AS completed
+            FROM action_triggers.delivery
+            """).singleRow()
+    }
+
+    @Test("fast receiver gets a delivery written once")
+    func fastDeliveryWrittenOnce() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        try harness.createConfig(harness.exampleOneConfig())
+
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('held', 'h@example.com')")
+        try await harness.waitUntil("the delivery succeeds") {
+            try harness.onlyDeliveryStatus() == "succeeded"
+        }
+
+        let delivery = try onlyDelivery(harness)
+        #expect(try delivery.int("attempts") == 1)
+        #expect(try delivery.int("last_status_code") == 200)
+        #expect(try delivery.bool("completed"))
+        // Inserted with its outcome in the dispatch's transaction, never updated.
+        #expect(try delivery.bool("written_once"))
+        let attempts = try harness.database.query("SELECT attempt, status_code, outcome FROM action_triggers.delivery_attempt")
+        #expect(attempts.rows.map { $0["outcome"] } == ["succeeded"])
+        #expect(attempts.rows.map { $0["status_code"] } == ["200"])
+        #expect(harness.receiver.requests.count == 1)
+    }
+
+    @Test("failed first attempt is written due for a retry")
+    func failedAttemptWrittenPending() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        try harness.createConfig(harness.exampleOneConfig())
+        harness.receiver.enqueue(.init(status: 500, body: "down"))
+
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('retry', 'r@example.com')")
+        let requests = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
+        #expect(requests[0].header("webhook-id") == requests[1].header("webhook-id"))
+        try await harness.waitUntil("the delivery succeeds") {
+            try harness.onlyDeliveryStatus() == "succeeded"
+        }
+
+        let delivery = try onlyDelivery(harness)
+        #expect(try delivery.int("attempts") == 2)
+        #expect(try !delivery.bool("written_once"))
+        let attempts = try harness.database.query(
+            "SELECT status_code, outcome FROM action_triggers.delivery_attempt ORDER BY attempt")
+        #expect(attempts.rows.map { $0["status_code"] } == ["500", "200"])
+        #expect(attempts.rows.map { $0["outcome"] } == ["retry", "succeeded"])
+    }
+
+    @Test("slow receiver falls back to a delivery in flight")
+    func slowReceiverInFlight() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        try harness.createConfig(harness.exampleOneConfig())
+        harness.receiver.enqueue(.init(status: 200, body: "slow", delay: .milliseconds(1500)))
+
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('slow', 's@example.com')")
+        // The dispatch stops waiting after 20 ms and commits the delivery in flight, so
+        // it shows while the receiver still waits.
+        try await harness.waitUntil("the delivery shows in flight", timeout: .seconds(1)) {
+            try harness.onlyDeliveryStatus() == "in_flight"
+        }
+        #expect(harness.receiver.requests.count == 1)
+        try await harness.waitUntil("the delivery succeeds") {
+            try harness.onlyDeliveryStatus() == "succeeded"
+        }
+
+        let delivery = try onlyDelivery(harness)
+        #expect(try delivery.int("attempts") == 1)
+        #expect(try delivery.int("last_status_code") == 200)
+        #expect(try !delivery.bool("written_once"))
+        let attempts = try harness.database.query("SELECT outcome FROM action_triggers.delivery_attempt")
+        #expect(attempts.rows.map { $0["outcome"] } == ["succeeded"])
+        #expect(harness.receiver.requests.count == 1)
+
+        // Holding pauses after a hold that ran out of time, so the next delivery is
+        // written in flight and then updated, although the receiver is fast again.
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('next', 'n@example.com')")
+        try await harness.waitUntil("both deliveries succeed") {
+            try harness.database.query(
+                "SELECT count(*) AS done FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("done") == 2
+        }
+        let next = try harness.database.query("""
+            SELECT created_at = updated_at AS written_once FROM action_triggers.delivery ORDER BY id DESC LIMIT 1
+            """).singleRow()
+        #expect(try !next.bool("written_once"))
+    }
+
+    @Test("rolled-back hold sends again with the same webhook-id")
+    func rolledBackHoldSendsAgain() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        // The first delivery inserted with its outcome fails once; the sequence is not
+        // rolled back with the transaction that draws from it.
+        try harness.database.execute("""
+            CREATE SEQUENCE held_fault;
+            CREATE FUNCTION fail_first_held_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.status = 'succeeded' AND nextval('held_fault') = 1 THEN
+                    RAISE EXCEPTION 'injected fault';
+                END IF;
+                RETURN NEW;
+            END
+            $$;
+            CREATE TRIGGER fail_first_held_insert BEFORE INSERT ON action_triggers.delivery
+                FOR EACH ROW EXECUTE FUNCTION fail_first_held_insert();
+            """)
+        try harness.createConfig(harness.exampleOneConfig())
+
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('again', 'a@example.com')")
+        let requests = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
+        try await harness.waitUntil("the delivery succeeds") {
+            try harness.onlyDeliveryStatus() == "succeeded"
+        }
+
+        #expect(requests[0].header("webhook-id") == requests[1].header("webhook-id"))
+        #expect(requests[0].bodyText == requests[1].bodyText)
+        let delivery = try onlyDelivery(harness)
+        #expect(try delivery.int("attempts") == 1)
+        // The second dispatch came during the pause after the failure, so it wrote the
+        // delivery in flight and then its outcome.
+        #expect(try !delivery.bool("written_once"))
+        let events = try harness.database.query(
+            "SELECT count(*) AS events, count(dispatched_at) AS dispatched FROM action_triggers.event").singleRow()
+        #expect(try events.int("events") == 1)
+        #expect(try events.int("dispatched") == 1)
+        #expect(harness.service?.log.contains("held dispatch rolled back") == true)
+        #expect(harness.receiver.requests.count == 2)
+    }
+}
