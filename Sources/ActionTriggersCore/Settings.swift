@@ -19,6 +19,9 @@ public struct Settings: Sendable {
     public var dispatchBatchSize = 500
     /// The maximum number of webhook requests in flight at once.
     public var deliveryConcurrency = 64
+    /// When a dispatch keeps its transaction open while the first attempts of the webhook
+    /// deliveries it hands over run (`DispatchHoldPolicy`).
+    public var dispatchHold: DispatchHold = .stream
     /// How long a stopping service lets requests in flight finish before it releases
     /// their deliveries to other instances, in seconds.
     public var shutdownGrace: Double = 10
@@ -31,12 +34,23 @@ public struct Settings: Sendable {
 
     public init() {}
 
+    /// The values of `dispatch_hold`.
+    public enum DispatchHold: String, Sendable, CaseIterable {
+        /// While the dispatcher polls a stream of events, which saves a write of each
+        /// delivery where it matters and keeps holds out of single events' latency.
+        case stream
+        /// For every dispatch that hands deliveries over.
+        case always
+        /// Never: every delivery is written in flight, then with its outcome.
+        case off
+    }
+
     /// The keys this version reads, for error messages and the documentation.
     public static let knownKeys = [
         "max_webhook_timeout", "max_broker_timeout", "whitelisted_content_types",
         "whitelisted_webhook_endpoint_patterns", "retry", "poll_interval_secs",
         "dispatch_batch_size", "delivery_concurrency", "brokers", "dynamic_values", "retention_days",
-        "shutdown_grace_secs",
+        "shutdown_grace_secs", "dispatch_hold",
     ]
 
     /// The fields of the `retry` object, for error messages and the documentation.
@@ -88,6 +102,13 @@ public struct Settings: Sendable {
         }
         if let value = fields["delivery_concurrency"] {
             settings.deliveryConcurrency = try integer(value, path: "delivery_concurrency", range: 1...10_000)
+        }
+        if let value = fields["dispatch_hold"] {
+            let names = DispatchHold.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+            guard case .string(let text) = value, let hold = DispatchHold(rawValue: text) else {
+                throw SettingsError(path: "dispatch_hold", message: "must be one of \(names) (got \(render(value)))")
+            }
+            settings.dispatchHold = hold
         }
         if let value = fields["shutdown_grace_secs"] {
             settings.shutdownGrace = try number(value, path: "shutdown_grace_secs", range: Limits.shutdownGrace)

@@ -403,7 +403,8 @@ final class Dispatcher: Sendable {
                 if pacing.mode == .idle, woken, let lastBatch, ContinuousClock.now - lastBatch < Self.busyInterval {
                     Thread.sleep(forTimeInterval: Self.gatherDelay.seconds)
                 }
-                let events = try dispatchAll(connection, holdPolicy: &holdPolicy)
+                let (events, heldFor) = try dispatchAll(
+                    connection, holdPolicy: &holdPolicy, mayHold: Self.mayHold(settings.dispatchHold, pacing: pacing))
                 if events > 1 {
                     lastBatch = .now
                 }
@@ -430,7 +431,8 @@ final class Dispatcher: Sendable {
                 case .untilWoken(let timeout):
                     woken = wake.wait(timeout: timeout)
                 case .fixed(let seconds):
-                    stop.sleep(seconds: seconds)
+                    // Time spent waiting in holds counts toward the wait between polls.
+                    stop.sleep(seconds: max(0, seconds - heldFor))
                     woken = wake.consume()
                 }
                 if ContinuousClock.now - lastSync >= syncInterval {
@@ -494,12 +496,17 @@ final class Dispatcher: Sendable {
     }
 
     /// Dispatches batches until the outbox has no undispatched event left, and returns
-    /// the events taken.
+    /// the events taken and the seconds spent waiting in holds. Batches hold their
+    /// claimed deliveries only when `mayHold`.
     @discardableResult
-    private func dispatchAll(_ connection: PostgresConnection, holdPolicy: inout DispatchHoldPolicy) throws -> Int {
+    private func dispatchAll(
+        _ connection: PostgresConnection, holdPolicy: inout DispatchHoldPolicy, mayHold: Bool
+    ) throws -> (events: Int, heldFor: Double) {
         var total = 0
+        var heldFor = 0.0
         while !stop.isSet {
-            let (events, deliveries) = try dispatchBatch(connection, holdPolicy: &holdPolicy)
+            let (events, deliveries) = try dispatchBatch(
+                connection, holdPolicy: &holdPolicy, mayHold: mayHold, heldFor: &heldFor)
             total += events
             metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
             if deliveries.all > 0 {
@@ -512,10 +519,10 @@ final class Dispatcher: Sendable {
                 logger.debug("dispatched events", ["dispatch.events": events, "dispatch.deliveries": deliveries.all])
             }
             if events < settings.dispatchBatchSize {
-                return total
+                return (total, heldFor)
             }
         }
-        return total
+        return (total, heldFor)
     }
 
     /// Deliveries created that are due: all of them, the pending ones to webhooks,
@@ -533,11 +540,12 @@ final class Dispatcher: Sendable {
     }
 
     /// Dispatches one batch and returns the events taken and the deliveries created
-    /// that are due. While `holdPolicy` allows, the webhook deliveries claimed at
-    /// creation are held (`dispatchHeld`). Otherwise the first statement runs on its own
+    /// that are due. When `mayHold` and `holdPolicy` allow, the webhook deliveries
+    /// claimed at creation are held (`dispatchHeld`), and the seconds spent waiting for
+    /// them are added to `heldFor`. Otherwise the first statement runs on its own
     /// (autocommit), so the deliveries it claims are committed before the worker sends them.
     private func dispatchBatch(
-        _ connection: PostgresConnection, holdPolicy: inout DispatchHoldPolicy
+        _ connection: PostgresConnection, holdPolicy: inout DispatchHoldPolicy, mayHold: Bool, heldFor: inout Double
     ) throws -> (events: Int, deliveries: DueCount) {
         let reserved = handoff?.reserve(upTo: settings.dispatchBatchSize) ?? 0
         var handedOver = false
@@ -547,8 +555,10 @@ final class Dispatcher: Sendable {
             }
         }
         let result: PostgresResult
-        if let handoff, reserved > 0, holdPolicy.shouldHold(now: Self.monotonicSeconds()) {
-            result = try dispatchHeld(connection, handoff: handoff, reserved: reserved, handedOver: &handedOver, policy: &holdPolicy)
+        if let handoff, reserved > 0, mayHold, holdPolicy.shouldHold(now: Self.monotonicSeconds()) {
+            result = try dispatchHeld(
+                connection, handoff: handoff, reserved: reserved, handedOver: &handedOver, policy: &holdPolicy,
+                heldFor: &heldFor)
         } else {
             result = try connection.queryPrepared(
                 Self.dispatchSQL, [String(settings.dispatchBatchSize), String(reserved), String(leaseSeconds)])
@@ -595,7 +605,7 @@ final class Dispatcher: Sendable {
     /// undispatched, so they are sent again with the same webhook-id.
     private func dispatchHeld(
         _ connection: PostgresConnection, handoff: DeliveryHandoff, reserved: Int, handedOver: inout Bool,
-        policy: inout DispatchHoldPolicy
+        policy: inout DispatchHoldPolicy, heldFor: inout Double
     ) throws -> PostgresResult {
         var batch: HeldBatch?
         do {
@@ -616,7 +626,9 @@ final class Dispatcher: Sendable {
                     _ = held.handBack(id: delivery.id)
                 }
                 handedOver = true
+                let waitStart = ContinuousClock.now
                 let settled = claimed.isEmpty || held.wait(timeout: DispatchHoldPolicy.maxWait)
+                heldFor += (ContinuousClock.now - waitStart).seconds
                 let closing = held.close()
                 if !claimed.isEmpty {
                     let unsent = "{" + closing.unsent.map { String($0) }.joined(separator: ",") + "}"
@@ -635,11 +647,28 @@ final class Dispatcher: Sendable {
             batch?.abort()
             policy.failed(now: Self.monotonicSeconds())
             if batch != nil {
-                logger.warning("held dispatch rolled back; its events are dispatched again", [
+                logger.warning("held dispatch rolled back, so its events are dispatched again", [
                     "error": String(describing: error),
                 ])
             }
             throw error
+        }
+    }
+
+    /// Returns whether the next dispatches may hold, by the `dispatch_hold` setting. By
+    /// default only a stream of events pays for holds with its latency, because there
+    /// they save CPU and the wait between polls takes them in.
+    private static func mayHold(_ setting: Settings.DispatchHold, pacing: DispatchPacing) -> Bool {
+        switch setting {
+        case .always:
+            return true
+        case .off:
+            return false
+        case .stream:
+            if case .busy = pacing.mode {
+                return true
+            }
+            return false
         }
     }
 

@@ -124,18 +124,45 @@ struct DispatchHoldPolicyTests {
         var policy = DispatchHoldPolicy()
         policy.held(settled: false, now: 5)
         #expect(!policy.shouldHold(now: 5))
-        #expect(!policy.shouldHold(now: 5 + DispatchHoldPolicy.pause - 0.001))
-        #expect(policy.shouldHold(now: 5 + DispatchHoldPolicy.pause))
+        #expect(!policy.shouldHold(now: 5 + DispatchHoldPolicy.firstPause - 0.001))
+        #expect(policy.shouldHold(now: 5 + DispatchHoldPolicy.firstPause))
+    }
 
-        policy.held(settled: true, now: 5 + DispatchHoldPolicy.pause)
+    @Test("pauses double up to the maximum")
+    func pausesDouble() {
+        var policy = DispatchHoldPolicy()
+        var now = 0.0
+        var pauses: [Double] = []
+        for _ in 0..<9 {
+            policy.held(settled: false, now: now)
+            let resumeAt = policy.resumeAt ?? now
+            pauses.append(resumeAt - now)
+            now = resumeAt
+        }
+        #expect(pauses == [1, 2, 4, 8, 16, 32, 60, 60, 60])
+    }
+
+    @Test("settled hold resets the pause")
+    func settledResetsPause() {
+        var policy = DispatchHoldPolicy()
+        policy.held(settled: false, now: 0)
+        policy.held(settled: false, now: 1)
+        #expect(policy.nextPause == 4)
+
+        policy.held(settled: true, now: 3)
         #expect(policy.resumeAt == nil)
+        #expect(policy.nextPause == DispatchHoldPolicy.firstPause)
+        policy.held(settled: false, now: 4)
+        #expect(policy.resumeAt == 4 + DispatchHoldPolicy.firstPause)
     }
 
     @Test("failed hold pauses holding")
     func failedPauses() {
         var policy = DispatchHoldPolicy()
         policy.failed(now: 1)
-        #expect(!policy.shouldHold(now: 2))
-        #expect(policy.shouldHold(now: 1 + DispatchHoldPolicy.pause))
+        #expect(!policy.shouldHold(now: 1.5))
+        #expect(policy.shouldHold(now: 1 + DispatchHoldPolicy.firstPause))
+        policy.failed(now: 2)
+        #expect(policy.resumeAt == 2 + 2 * DispatchHoldPolicy.firstPause)
     }
 }

@@ -66,6 +66,7 @@ struct SettingsDocumentationTests {
         case "poll_interval_secs": return format(settings.pollInterval)
         case "dispatch_batch_size": return String(settings.dispatchBatchSize)
         case "delivery_concurrency": return String(settings.deliveryConcurrency)
+        case "dispatch_hold": return "`\"\(settings.dispatchHold.rawValue)\"`"
         case "shutdown_grace_secs": return format(settings.shutdownGrace)
         case "retention_days": return format(settings.retentionDays)
         case "dynamic_values": return settings.dynamicValues.isEmpty ? "`{}`" : nil

@@ -15,6 +15,7 @@ struct SettingsTests {
         #expect(settings.whitelistedContentTypes == nil)
         #expect(settings.whitelistedWebhookEndpointPatterns == nil)
         #expect(settings.retry == .default)
+        #expect(settings.dispatchHold == .stream)
     }
 
     @Test("every known key is read")
@@ -25,7 +26,7 @@ struct SettingsTests {
              "whitelisted_webhook_endpoint_patterns": ["https://example.com/"],
              "retry": {"max_attempts": 4, "base_delay_secs": 0.5, "max_delay_secs": 10, "jitter": 0},
              "poll_interval_secs": 2, "dispatch_batch_size": 100, "delivery_concurrency": 8,
-             "brokers": {},
+             "dispatch_hold": "off", "brokers": {},
              "dynamic_values": {"myapp.utils.get_token": {"env": "TOKEN"}, "a.file": {"file": "/run/secret", "cache_secs": 0},
                                 "a.query": {"sql": "SELECT 1", "cache_secs": 5}}}
             """)
@@ -37,6 +38,7 @@ struct SettingsTests {
         #expect(settings.pollInterval == 2)
         #expect(settings.dispatchBatchSize == 100)
         #expect(settings.deliveryConcurrency == 8)
+        #expect(settings.dispatchHold == .off)
         #expect(settings.dynamicValues == [
             "myapp.utils.get_token": DynamicValue(source: .environment("TOKEN"), cacheSeconds: 60),
             "a.file": DynamicValue(source: .file("/run/secret"), cacheSeconds: 0),
@@ -47,6 +49,8 @@ struct SettingsTests {
     @Test("invalid documents name the key", arguments: [
         ("[]", "", "the file must contain a JSON object (got array)"),
         (#"{"max_webhook_timout": 5}"#, "max_webhook_timout", "is not a known setting"),
+        (#"{"dispatch_hold": "sometimes"}"#, "dispatch_hold", #"must be one of "stream", "always", "off" (got "sometimes")"#),
+        (#"{"dispatch_hold": true}"#, "dispatch_hold", #"must be one of "stream", "always", "off" (got true)"#),
         (#"{"max_webhook_timeout": -1}"#, "max_webhook_timeout", "must be a number from 0.001 to 3600 (got -1)"),
         (#"{"max_webhook_timeout": "5"}"#, "max_webhook_timeout", "must be a number from 0.001 to 3600 (got \"5\")"),
         (#"{"max_webhook_timeout": 1e300}"#, "max_webhook_timeout", "must be a number from 0.001 to 3600 (got 1e300)"),

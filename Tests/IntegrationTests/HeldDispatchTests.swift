@@ -7,6 +7,11 @@ import Testing
 /// outcome.
 @Suite("Held dispatch", .serialized)
 struct HeldDispatchTests {
+    /// Returns settings that hold every dispatch, so that single events take the held path.
+    private func holdingAlways(_ harness: Harness) -> String {
+        Harness.settings(allowing: [harness.receiver], extra: #""dispatch_hold": "always""#)
+    }
+
     /// Returns the only delivery's columns that tell how it was written.
     private func onlyDelivery(_ harness: Harness) throws -> PostgresRow {
         try harness.database.query("""
@@ -19,7 +24,7 @@ struct HeldDispatchTests {
     @Test("fast receiver gets a delivery written once")
     func fastDeliveryWrittenOnce() async throws {
         let harness = try Harness()
-        try await harness.startService()
+        try await harness.startService(settings: holdingAlways(harness))
         try harness.createConfig(harness.exampleOneConfig())
 
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('held', 'h@example.com')")
@@ -42,7 +47,7 @@ struct HeldDispatchTests {
     @Test("failed first attempt is written due for a retry")
     func failedAttemptWrittenPending() async throws {
         let harness = try Harness()
-        try await harness.startService()
+        try await harness.startService(settings: holdingAlways(harness))
         try harness.createConfig(harness.exampleOneConfig())
         harness.receiver.enqueue(.init(status: 500, body: "down"))
 
@@ -65,7 +70,7 @@ struct HeldDispatchTests {
     @Test("slow receiver falls back to a delivery in flight")
     func slowReceiverInFlight() async throws {
         let harness = try Harness()
-        try await harness.startService()
+        try await harness.startService(settings: holdingAlways(harness))
         try harness.createConfig(harness.exampleOneConfig())
         harness.receiver.enqueue(.init(status: 200, body: "slow", delay: .milliseconds(1500)))
 
@@ -76,35 +81,30 @@ struct HeldDispatchTests {
             try harness.onlyDeliveryStatus() == "in_flight"
         }
         #expect(harness.receiver.requests.count == 1)
-        try await harness.waitUntil("the delivery succeeds") {
-            try harness.onlyDeliveryStatus() == "succeeded"
-        }
 
-        let delivery = try onlyDelivery(harness)
-        #expect(try delivery.int("attempts") == 1)
-        #expect(try delivery.int("last_status_code") == 200)
-        #expect(try !delivery.bool("written_once"))
-        let attempts = try harness.database.query("SELECT outcome FROM action_triggers.delivery_attempt")
-        #expect(attempts.rows.map { $0["outcome"] } == ["succeeded"])
-        #expect(harness.receiver.requests.count == 1)
-
-        // Holding pauses after a hold that ran out of time, so the next delivery is
-        // written in flight and then updated, although the receiver is fast again.
+        // Holding pauses for a second after a hold that ran out of time, so the next
+        // delivery is written in flight and then updated, although its receipt is fast.
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('next', 'n@example.com')")
         try await harness.waitUntil("both deliveries succeed") {
             try harness.database.query(
                 "SELECT count(*) AS done FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("done") == 2
         }
-        let next = try harness.database.query("""
-            SELECT created_at = updated_at AS written_once FROM action_triggers.delivery ORDER BY id DESC LIMIT 1
-            """).singleRow()
-        #expect(try !next.bool("written_once"))
+        let deliveries = try harness.database.query("""
+            SELECT attempts, last_status_code, created_at = updated_at AS written_once
+            FROM action_triggers.delivery ORDER BY id
+            """).rows
+        #expect(deliveries.map { $0["attempts"] } == ["1", "1"])
+        #expect(deliveries.map { $0["last_status_code"] } == ["200", "200"])
+        #expect(deliveries.map { $0["written_once"] } == ["f", "f"])
+        let attempts = try harness.database.query("SELECT outcome FROM action_triggers.delivery_attempt")
+        #expect(attempts.rows.map { $0["outcome"] } == ["succeeded", "succeeded"])
+        #expect(harness.receiver.requests.count == 2)
     }
 
     @Test("rolled-back hold sends again with the same webhook-id")
     func rolledBackHoldSendsAgain() async throws {
         let harness = try Harness()
-        try await harness.startService()
+        try await harness.startService(settings: holdingAlways(harness))
         // The first delivery inserted with its outcome fails once; the sequence is not
         // rolled back with the transaction that draws from it.
         try harness.database.execute("""
@@ -141,5 +141,38 @@ struct HeldDispatchTests {
         #expect(try events.int("dispatched") == 1)
         #expect(harness.service?.log.contains("held dispatch rolled back") == true)
         #expect(harness.receiver.requests.count == 2)
+    }
+
+    @Test("default setting holds only under a stream")
+    func defaultHoldsStreams() async throws {
+        let harness = try Harness()
+        try await harness.startService()
+        try harness.createConfig(harness.exampleOneConfig())
+
+        // A single event is dispatched as it comes, without a hold.
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('single', 's@example.com')")
+        try await harness.waitUntil("the delivery succeeds") {
+            try harness.onlyDeliveryStatus() == "succeeded"
+        }
+        #expect(try !onlyDelivery(harness).bool("written_once"))
+
+        // Rows committed one by one as fast as possible make the dispatcher poll a stream.
+        let connection = try harness.database.connect()
+        defer { connection.close() }
+        for number in 1...300 {
+            try connection.query(
+                "INSERT INTO myapp_customer (name, email) VALUES ($1, 'stream@example.com')", ["stream \(number)"])
+        }
+        try await harness.waitUntil("every delivery succeeds") {
+            try harness.database.query(
+                "SELECT count(*) AS done FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("done") == 301
+        }
+        let counts = try harness.database.query("""
+            SELECT count(*) FILTER (WHERE created_at = updated_at) AS written_once, count(*) AS deliveries
+            FROM action_triggers.delivery
+            """).singleRow()
+        #expect(try counts.int("written_once") > 0)
+        #expect(try counts.int("deliveries") == 301)
+        #expect(harness.receiver.requests.count == 301)
     }
 }
