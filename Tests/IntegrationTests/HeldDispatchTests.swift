@@ -156,23 +156,28 @@ struct HeldDispatchTests {
         }
         #expect(try !onlyDelivery(harness).bool("written_once"))
 
-        // Rows committed one by one as fast as possible make the dispatcher poll a stream.
+        // A transaction of 10 rows every millisecond or so, for about 200 ms, makes a
+        // dense stream: its polls find 8 events or more, so the wait between them grows
+        // and dispatches hold.
         let connection = try harness.database.connect()
         defer { connection.close() }
-        for number in 1...300 {
-            try connection.query(
-                "INSERT INTO myapp_customer (name, email) VALUES ($1, 'stream@example.com')", ["stream \(number)"])
+        for batch in 1...150 {
+            try connection.query("""
+                INSERT INTO myapp_customer (name, email)
+                SELECT 'stream ' || $1 || '.' || n, 'stream@example.com' FROM generate_series(1, 10) AS n
+                """, [String(batch)])
+            try await Task.sleep(for: .milliseconds(1))
         }
         try await harness.waitUntil("every delivery succeeds") {
             try harness.database.query(
-                "SELECT count(*) AS done FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("done") == 301
+                "SELECT count(*) AS done FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("done") == 1501
         }
         let counts = try harness.database.query("""
             SELECT count(*) FILTER (WHERE created_at = updated_at) AS written_once, count(*) AS deliveries
             FROM action_triggers.delivery
             """).singleRow()
         #expect(try counts.int("written_once") > 0)
-        #expect(try counts.int("deliveries") == 301)
-        #expect(harness.receiver.requests.count == 301)
+        #expect(try counts.int("deliveries") == 1501)
+        #expect(harness.receiver.requests.count == 1501)
     }
 }
