@@ -270,7 +270,8 @@ final class Dispatcher: Sendable {
     /// attempts, and the attempts. $1 is the statement's `held_row` objects as a JSON
     /// array and $2 the outcomes as `DeliveryStore.recordSQL` takes them. A delivery
     /// without an outcome is inserted in flight with a lease of $3 seconds, and one
-    /// listed in $4 (bigint[]), which was never sent, pending and due.
+    /// listed in $4 (bigint[]), which was never sent, pending and due. Times after the
+    /// attempts take `clock_timestamp()`, because `now()` is when the dispatch began.
     static let logHeldSQL = """
         WITH held AS (
             SELECT * FROM jsonb_to_recordset($1::jsonb) AS h(
@@ -280,22 +281,24 @@ final class Dispatcher: Sendable {
             SELECT * FROM jsonb_to_recordset($2::jsonb) AS r(
                 id bigint, attempt integer, status text, delay_secs double precision, status_code integer,
                 error text, started_at double precision, duration_ms double precision, outcome text)
+        ), written AS (
+            SELECT clock_timestamp() AS at
         ), created AS (
             INSERT INTO action_triggers.delivery
                 (id, event_id, config_id, target, webhook_id, url, http_method, headers, signing_secrets, timeout_secs, model,
-                 row_key, status, attempts, next_attempt_at, last_status_code, last_error, completed_at)
+                 row_key, status, attempts, next_attempt_at, last_status_code, last_error, updated_at, completed_at)
             OVERRIDING SYSTEM VALUE
             SELECT h.id, h.event_id, h.config_id, 'webhook', h.webhook_id, h.url, h.http_method, h.headers, h.signing_secrets,
                    h.timeout_secs, h.model, h.row_key,
                    CASE WHEN r.id IS NOT NULL THEN r.status WHEN h.id = ANY ($4::bigint[]) THEN 'pending' ELSE 'in_flight' END,
                    CASE WHEN r.id IS NULL AND h.id = ANY ($4::bigint[]) THEN 0 ELSE 1 END,
-                   CASE WHEN r.id IS NULL AND h.id = ANY ($4::bigint[]) THEN now()
-                        WHEN r.id IS NULL THEN now() + make_interval(secs => $3::double precision)
-                        WHEN r.status = 'pending' THEN now() + make_interval(secs => r.delay_secs)
-                        ELSE now() END,
-                   r.status_code, r.error,
-                   CASE WHEN r.status IN ('succeeded', 'failed', 'dead') THEN now() END
-            FROM held h LEFT JOIN r ON r.id = h.id
+                   CASE WHEN r.id IS NULL AND h.id = ANY ($4::bigint[]) THEN w.at
+                        WHEN r.id IS NULL THEN w.at + make_interval(secs => $3::double precision)
+                        WHEN r.status = 'pending' THEN w.at + make_interval(secs => r.delay_secs)
+                        ELSE w.at END,
+                   r.status_code, r.error, w.at,
+                   CASE WHEN r.status IN ('succeeded', 'failed', 'dead') THEN w.at END
+            FROM held h CROSS JOIN written w LEFT JOIN r ON r.id = h.id
             ORDER BY h.id
         )
         INSERT INTO action_triggers.delivery_attempt
@@ -642,11 +645,13 @@ final class Dispatcher: Sendable {
             }
             policy.held(settled: settled, now: Self.monotonicSeconds())
             handoff.queueOutcomes(batch?.commit() ?? [])
+            metrics.countHeldDispatch(settled ? "settled" : "timed_out")
             return result
         } catch {
             batch?.abort()
             policy.failed(now: Self.monotonicSeconds())
             if batch != nil {
+                metrics.countHeldDispatch("rolled_back")
                 logger.warning("held dispatch rolled back, so its events are dispatched again", [
                     "error": String(describing: error),
                 ])

@@ -9,6 +9,8 @@ final class ServiceMetrics: Sendable {
     private let eventsDispatched: LabeledCounter
     private let modelLabels = ModelLabels()
     let deliveriesCreated: Counter
+    /// Held dispatches by how they ended (`heldDispatchOutcomes`).
+    private let heldDispatches: [String: Counter]
     private let attempts: [String: [String: Counter]]
     let attemptDuration: Histogram
     let deliveriesInFlight: Gauge
@@ -24,12 +26,21 @@ final class ServiceMetrics: Sendable {
     /// HTTP methods that get their own label value; any other is counted as "other".
     static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
+    /// How a held dispatch ends: every attempt finished in time, some still ran, or its
+    /// transaction rolled back.
+    static let heldDispatchOutcomes = ["settled", "timed_out", "rolled_back"]
+
     /// The outcomes of an attempt, as `delivery_attempt.outcome` stores them.
     static let outcomes = ["succeeded", "retry", "failed", "dead"]
 
     /// The target kinds of an attempt: webhooks, the broker types, and "unknown" for a
     /// broker that is no longer in the settings file.
     static let targets = ["webhook"] + BrokerType.allCases.map(\.rawValue) + ["unknown"]
+
+    /// Counts a held dispatch that ended with `outcome`, one of `heldDispatchOutcomes`.
+    func countHeldDispatch(_ outcome: String) {
+        heldDispatches[outcome]?.increment()
+    }
 
     init(version: String) {
         eventsCaptured = registry.labeledCounter(
@@ -42,6 +53,14 @@ final class ServiceMetrics: Sendable {
             labelNames: ["model", "signal"])
         deliveriesCreated = registry.counter(
             "action_triggers_deliveries_created_total", help: "Deliveries created, one per event and webhook or broker queue.")
+        var heldDispatches: [String: Counter] = [:]
+        for outcome in Self.heldDispatchOutcomes {
+            heldDispatches[outcome] = registry.counter(
+                "action_triggers_held_dispatches_total",
+                help: "Dispatches that held their transaction open for the first attempts of their deliveries, by how they ended.",
+                labels: [("outcome", outcome)])
+        }
+        self.heldDispatches = heldDispatches
         var attempts: [String: [String: Counter]] = [:]
         for target in Self.targets {
             for outcome in Self.outcomes {
