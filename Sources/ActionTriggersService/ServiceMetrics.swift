@@ -26,8 +26,8 @@ final class ServiceMetrics: Sendable {
     /// HTTP methods that get their own label value; any other is counted as "other".
     static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
-    /// How a held dispatch ends: every attempt finished in time, some still ran, or its
-    /// transaction rolled back.
+    /// The ends of a held dispatch: every attempt finished in time, some still ran, or
+    /// its transaction rolled back.
     static let heldDispatchOutcomes = ["settled", "timed_out", "rolled_back"]
 
     /// The outcomes of an attempt, as `delivery_attempt.outcome` stores them.
