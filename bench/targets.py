@@ -271,9 +271,11 @@ DISPATCHING_LOCK = (1633907826, 1)
 # consumer writes them in batches of up to 1,000 events every 20 ms, the longest
 # wait between the dispatcher's polls, and sends nothing. It writes each delivery
 # once, already finished, where the service writes it claimed and then updates it.
-MINIMAL_CONSUMER_SQL = """
+# The statement ends with CTEs that take the batch, mark it and create the
+# deliveries as `created`; {batch_columns} are the columns the batch reads.
+CONSUMER_WRITES_SQL = """
 WITH batch AS (
-    SELECT id FROM action_triggers.event
+    SELECT {batch_columns} FROM action_triggers.event
     WHERE dispatched_at IS NULL
     ORDER BY id
     LIMIT 1000
@@ -288,35 +290,16 @@ WITH batch AS (
     SELECT m.id, w.config_id, w.id, w.url, w.http_method, w.headers, w.signing_secrets, 'succeeded', 1, now()
     FROM marked m CROSS JOIN (SELECT * FROM action_triggers.webhook ORDER BY id LIMIT 1) AS w
     RETURNING id
+)"""
+ATTEMPTS_INSERT_SQL = """INSERT INTO action_triggers.delivery_attempt (delivery_id, attempt, started_at, duration_ms, status_code, outcome)
+SELECT id, 1, now(), 0, 200, 'succeeded' FROM created"""
+MINIMAL_CONSUMER_SQL = CONSUMER_WRITES_SQL.format(batch_columns="id") + "\n" + ATTEMPTS_INSERT_SQL + "\n"
+# The same writes, returning the row image of each event in event order, for the
+# consumer that also sends the webhooks.
+WEBHOOK_CONSUMER_SQL = (
+    CONSUMER_WRITES_SQL.format(batch_columns="id, coalesce(new_row, old_row) AS row_image")
+    + ", attempts AS (\n" + ATTEMPTS_INSERT_SQL + "\n)\nSELECT row_image::text FROM batch ORDER BY id\n"
 )
-INSERT INTO action_triggers.delivery_attempt (delivery_id, attempt, started_at, duration_ms, status_code, outcome)
-SELECT id, 1, now(), 0, 200, 'succeeded' FROM created
-"""
-# The same writes as MINIMAL_CONSUMER_SQL, returning the row image of each event
-# in event order, for the consumer that also sends the webhooks.
-WEBHOOK_CONSUMER_SQL = """
-WITH batch AS (
-    SELECT id, coalesce(new_row, old_row) AS row_image FROM action_triggers.event
-    WHERE dispatched_at IS NULL
-    ORDER BY id
-    LIMIT 1000
-    FOR UPDATE SKIP LOCKED
-), marked AS (
-    UPDATE action_triggers.event e SET dispatched_at = now()
-    FROM batch b WHERE e.id = b.id
-    RETURNING e.id
-), created AS (
-    INSERT INTO action_triggers.delivery
-        (event_id, config_id, webhook_id, url, http_method, headers, signing_secrets, status, attempts, completed_at)
-    SELECT m.id, w.config_id, w.id, w.url, w.http_method, w.headers, w.signing_secrets, 'succeeded', 1, now()
-    FROM marked m CROSS JOIN (SELECT * FROM action_triggers.webhook ORDER BY id LIMIT 1) AS w
-    RETURNING id
-), attempts AS (
-    INSERT INTO action_triggers.delivery_attempt (delivery_id, attempt, started_at, duration_ms, status_code, outcome)
-    SELECT id, 1, now(), 0, 200, 'succeeded' FROM created
-)
-SELECT row_image::text FROM batch ORDER BY id
-"""
 MINIMAL_CONSUMER_INTERVAL_SECONDS = 0.02
 CONSUMERS = (None, "sql", "webhooks")
 # The part of a bound measurement's name that names its consumer.
