@@ -25,7 +25,7 @@ public struct HeldDeliveries<Record>: Sendable where Record: Sendable {
         case aborted
     }
 
-    /// What the delivery worker does with an attempt's outcome.
+    /// The delivery worker's next step with an attempt's outcome.
     public enum FinishAction: Sendable, Equatable {
         /// Nothing: the dispatcher writes it with the delivery.
         case held
@@ -37,7 +37,7 @@ public struct HeldDeliveries<Record>: Sendable where Record: Sendable {
         case drop
     }
 
-    /// What the dispatcher writes when it stops waiting.
+    /// The deliveries that the dispatcher writes when it stops waiting, by state.
     public struct Closing: Sendable {
         /// The outcomes of the attempts that finished, in the order they finished.
         public var outcomes: [Record]

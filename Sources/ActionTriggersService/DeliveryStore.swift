@@ -180,9 +180,7 @@ enum DeliveryStore {
     /// scanned every unfinished delivery for each record.
     static let recordSQL = """
         WITH r AS (
-            SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(
-                id bigint, attempt integer, status text, delay_secs double precision, status_code integer,
-                error text, started_at double precision, duration_ms double precision, outcome text)
+            \(attemptRecordsSQL(parameter: "$1"))
         ), updated AS (
             UPDATE action_triggers.delivery d
             SET status = r.status,
@@ -198,11 +196,28 @@ enum DeliveryStore {
               AND d.attempts = r.attempt AND d.status = 'in_flight'
             RETURNING d.id
         )
-        INSERT INTO action_triggers.delivery_attempt
-            (delivery_id, attempt, started_at, duration_ms, status_code, error, outcome)
-        SELECT r.id, r.attempt, to_timestamp(r.started_at), round(r.duration_ms::numeric, 3)::double precision, r.status_code, r.error, r.outcome
+        \(insertAttemptsSQL)
         FROM r JOIN updated u ON u.id = r.id
         ON CONFLICT DO NOTHING
+        """
+
+    /// Returns a query of the attempt records (`AttemptRecord.jsonArray`) in the
+    /// statement parameter `parameter`, one row each, to be named `r`.
+    static func attemptRecordsSQL(parameter: String) -> String {
+        """
+        SELECT * FROM jsonb_to_recordset(\(parameter)::jsonb) AS r(
+                id bigint, attempt integer, status text, delay_secs double precision, status_code integer,
+                error text, started_at double precision, duration_ms double precision, outcome text)
+        """
+    }
+
+    /// The head of a statement that inserts one `delivery_attempt` row per row of the
+    /// attempt records `r`. The caller adds `FROM r` and any join or filter.
+    static let insertAttemptsSQL = """
+        INSERT INTO action_triggers.delivery_attempt
+            (delivery_id, attempt, started_at, duration_ms, status_code, error, outcome)
+        SELECT r.id, r.attempt, to_timestamp(r.started_at), round(r.duration_ms::numeric, 3)::double precision, r.status_code,
+               r.error, r.outcome
         """
 
     /// Returns the statement that gives the seconds until the next delivery of a target

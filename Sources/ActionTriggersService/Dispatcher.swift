@@ -278,9 +278,7 @@ final class Dispatcher: Sendable {
                 id bigint, event_id bigint, config_id bigint, webhook_id bigint, url text, http_method text, headers jsonb,
                 signing_secrets jsonb, timeout_secs double precision, model text, row_key text)
         ), r AS (
-            SELECT * FROM jsonb_to_recordset($2::jsonb) AS r(
-                id bigint, attempt integer, status text, delay_secs double precision, status_code integer,
-                error text, started_at double precision, duration_ms double precision, outcome text)
+            \(DeliveryStore.attemptRecordsSQL(parameter: "$2"))
         ), written AS (
             SELECT clock_timestamp() AS at
         ), created AS (
@@ -301,10 +299,7 @@ final class Dispatcher: Sendable {
             FROM held h CROSS JOIN written w LEFT JOIN r ON r.id = h.id
             ORDER BY h.id
         )
-        INSERT INTO action_triggers.delivery_attempt
-            (delivery_id, attempt, started_at, duration_ms, status_code, error, outcome)
-        SELECT r.id, r.attempt, to_timestamp(r.started_at), round(r.duration_ms::numeric, 3)::double precision, r.status_code,
-               r.error, r.outcome
+        \(DeliveryStore.insertAttemptsSQL)
         FROM r
         """
 
