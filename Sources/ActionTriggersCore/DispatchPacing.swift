@@ -5,8 +5,10 @@
 /// PostgreSQL serializes the commits of transactions that send a NOTIFY, so under a
 /// stream of writes the dispatcher stops asking for them: it takes the lock and
 /// polls instead, every `gatherDelay` at first. The wait doubles, up to
-/// `maxGatherDelay`, while polls find `fullPoll` events or more, and halves while they
-/// find fewer than half that, because larger batches cost less per event. When a
+/// `maxGatherDelay`, while events arrive at the rate of `fullPoll` per `gatherDelay`
+/// or faster (2,000 events/s with the service's 4 ms), because larger batches cost
+/// less per event. It halves while they arrive at less than half that rate, so at
+/// lower rates an event waits no longer than `gatherDelay` for its dispatch. When a
 /// poll finds nothing, the dispatcher gives the lock up and settles: it waits until
 /// no capture that skipped its NOTIFY is still in progress (its "capturing" lock is
 /// free), dispatches once more, and only then sleeps until a NOTIFY or the poll
@@ -42,7 +44,8 @@ public struct DispatchPacing: Sendable, Equatable {
     /// The first wait between two checks for captures in progress, in seconds.
     public static let firstSettleRetry = 0.001
 
-    /// The events of a poll from which the wait between polls doubles.
+    /// The events of a poll after a wait of `gatherDelay` from which the wait between
+    /// polls doubles. After a longer wait, a poll needs proportionally more.
     public static let fullPoll = 8
 
     /// The maximum wait between polls while busy, in seconds, and so the maximum time an
@@ -75,12 +78,16 @@ public struct DispatchPacing: Sendable, Equatable {
         case .idle, .settling:
             return events > 1 ? .take : .none
         case .busy(let wait):
-            if events >= Self.fullPoll {
+            // Thresholds in events per poll that grow with the wait compare rates: a
+            // fixed count would leave a band of rates (4 to 8 events per 20 ms) in
+            // which a grown wait never shrinks again.
+            let fullPoll = Double(Self.fullPoll) * wait / gatherDelay
+            if Double(events) >= fullPoll {
                 mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
             } else if events == 0 {
                 mode = .settling(retry: Self.firstSettleRetry)
                 return .release
-            } else if events < Self.fullPoll / 2 {
+            } else if Double(events) < fullPoll / 2 {
                 mode = .busy(wait: max(wait / 2, gatherDelay))
             }
             return .none

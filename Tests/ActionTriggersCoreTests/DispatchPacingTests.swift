@@ -41,11 +41,23 @@ struct DispatchPacingTests {
         var pacing = busyPacing()
         var waits: [DispatchPacing.Wait] = []
         for _ in 0..<5 {
-            #expect(pacing.dispatched(events: DispatchPacing.fullPoll) == .none)
+            #expect(pacing.dispatched(events: 100) == .none)
             waits.append(pacing.wait)
         }
         #expect(waits == [.fixed(seconds: 0.008), .fixed(seconds: 0.016), .fixed(seconds: 0.02),
                           .fixed(seconds: 0.02), .fixed(seconds: 0.02)])
+    }
+
+    @Test("full poll scales with the wait")
+    func fullPollScales() {
+        var pacing = busyPacing()
+        _ = pacing.dispatched(events: DispatchPacing.fullPoll)
+        #expect(pacing.wait == .fixed(seconds: 0.008))
+        // After 8 ms, a full poll is twice as many events.
+        _ = pacing.dispatched(events: DispatchPacing.fullPoll)
+        #expect(pacing.wait == .fixed(seconds: 0.008))
+        _ = pacing.dispatched(events: 2 * DispatchPacing.fullPoll)
+        #expect(pacing.wait == .fixed(seconds: 0.016))
     }
 
     @Test("sparse polls halve the wait down to the start")
@@ -57,10 +69,27 @@ struct DispatchPacingTests {
         _ = pacing.dispatched(events: 1)
         #expect(pacing.wait == .fixed(seconds: 0.008))
         // Between half a full poll and a full one, the wait stays.
-        _ = pacing.dispatched(events: DispatchPacing.fullPoll / 2)
+        _ = pacing.dispatched(events: DispatchPacing.fullPoll)
         #expect(pacing.wait == .fixed(seconds: 0.008))
         _ = pacing.dispatched(events: 1)
         _ = pacing.dispatched(events: 1)
+        #expect(pacing.wait == .fixed(seconds: 0.004))
+    }
+
+    @Test("steady moderate rate returns to the first wait", arguments: [200.0, 300.0, 400.0, 900.0])
+    func moderateRateShrinksWait(eventsPerSecond: Double) {
+        var pacing = busyPacing()
+        for _ in 0..<3 {
+            _ = pacing.dispatched(events: 100)
+        }
+        #expect(pacing.wait == .fixed(seconds: 0.02))
+        for _ in 0..<6 {
+            guard case .busy(let wait) = pacing.mode else {
+                Issue.record("left busy at \(eventsPerSecond) events/s: \(pacing.mode)")
+                return
+            }
+            _ = pacing.dispatched(events: max(1, Int(eventsPerSecond * wait)))
+        }
         #expect(pacing.wait == .fixed(seconds: 0.004))
     }
 
