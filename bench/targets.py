@@ -10,8 +10,12 @@ exits with status 1 when a target is missed (median over the runs).
 
 Measurements (docs/benchmarks.md describes each):
 
-- insert_pg: 10,000 single-row INSERTs from one psycopg client, no config.
+- insert_pg: 10,000 single-row INSERTs from one psycopg client, one transaction
+  each, no config.
 - insert_ours: the same with a post_save webhook config and the service running.
+- insert_*_pipelined: the same INSERTs and transactions, sent through libpq's
+  pipeline mode, so the client does not wait for one commit before it sends the
+  next INSERT (pipelined_inserts).
 - django_*: 10,000 Customer saves through the Django ORM (bench/django), with and
   without a config, for the service and for the ancestor.
 - drain: 100,000 events in the outbox when the service starts, with RSS sampled.
@@ -30,6 +34,7 @@ import argparse
 import json
 import os
 import re
+import selectors
 import signal
 import statistics
 import subprocess
@@ -41,12 +46,14 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 import bench
 from bench import BenchError, ReceiverClient, busy_cpu_seconds, cpu_seconds, percentile, postgres_processes
 
 BURST_ROWS = 10_000
+PIPELINE_WINDOW = 64
+PIPELINED_INSERT_SQL = b"INSERT INTO myapp_customer (name, email) VALUES ($1, $2) RETURNING id"
 DRAIN_ROWS = 100_000
 TEMPLATE_ROWS = 30_000
 IDLE_SECONDS = 2.0
@@ -458,18 +465,85 @@ def psycopg_inserts(connection, rows, first_number=0):
     return started, commits
 
 
-def measure_insert_pg(suite, run):
-    with Database(suite, f"bench_insert_pg_{run}", PLAIN_TEMPLATE) as database:
+def pipelined_inserts(connection, rows, first_number=0):
+    """Inserts rows one transaction each through libpq's pipeline mode and returns what psycopg_inserts does.
+
+    Each INSERT is followed by a Sync, so it commits on its own, as in the loop
+    above, but the client sends the next ones without waiting for the result.
+    Up to PIPELINE_WINDOW transactions are in flight. A row's commit time is
+    when its Sync's result arrives, which the server sends after the commit.
+    """
+    pgconn = connection.pgconn
+    statement = b"bench_pipelined_insert"
+    prepared = pgconn.prepare(statement, PIPELINED_INSERT_SQL)
+    if prepared.status != pq.ExecStatus.COMMAND_OK:
+        raise BenchError(f"preparing the pipelined INSERT failed: {prepared.error_message.decode(errors='replace')}")
+
+    commits = {}
+    selector = selectors.DefaultSelector()
+    pgconn.enter_pipeline_mode()
+    pgconn.nonblocking = 1
+    try:
+        started = time.time()
+        sent = synced = 0
+        row_id = None
+        while synced < rows:
+            while sent < rows and sent - synced < PIPELINE_WINDOW:
+                number = first_number + sent
+                pgconn.send_query_prepared(
+                    statement, [f"bench customer {number:06d}".encode(), f"customer{number:06d}@example.com".encode()],
+                )
+                pgconn.pipeline_sync()
+                sent += 1
+
+            events = selectors.EVENT_READ
+            if pgconn.flush() == 1:
+                events |= selectors.EVENT_WRITE
+            selector.register(pgconn.socket, events)
+            selector.select()
+            selector.unregister(pgconn.socket)
+            pgconn.consume_input()
+
+            # Between the results of two statements, get_result returns None
+            # once, so two in a row mean nothing more has arrived yet.
+            empty_results = 0
+            while not pgconn.is_busy() and empty_results < 2:
+                result = pgconn.get_result()
+                if result is None:
+                    empty_results += 1
+                    continue
+                empty_results = 0
+                if result.status == pq.ExecStatus.TUPLES_OK:
+                    row_id = int(result.get_value(0, 0))
+                elif result.status == pq.ExecStatus.PIPELINE_SYNC:
+                    commits[row_id] = time.time()
+                    synced += 1
+                else:
+                    message = result.error_message.decode(errors="replace")
+                    raise BenchError(f"a pipelined INSERT failed ({result.status.name}): {message}")
+    finally:
+        selector.close()
+        pgconn.nonblocking = 0
+        pgconn.exit_pipeline_mode()
+        pgconn.exec_(b"DEALLOCATE " + statement)
+    return started, commits
+
+
+INSERT_CLIENTS = {"loop": psycopg_inserts, "pipeline": pipelined_inserts}
+
+
+def measure_insert_pg(suite, run, client):
+    with Database(suite, f"bench_insert_pg_{client}_{run}", PLAIN_TEMPLATE) as database:
         cpu = CPUGroups(suite, {})
         cpu.start()
-        started, commits = psycopg_inserts(database.connection, BURST_ROWS)
+        started, commits = INSERT_CLIENTS[client](database.connection, BURST_ROWS)
         usage = cpu.stop()
     return {"inserts_per_sec": BURST_ROWS / (max(commits.values()) - started), "cpu_percent": usage}
 
 
-def measure_insert_ours(suite, run):
+def measure_insert_ours(suite, run, client):
     config = webhook_config("myapp", "Customer", suite.receiver_url)
-    with Database(suite, f"bench_insert_ours_{run}", PLAIN_TEMPLATE, [config]) as database:
+    with Database(suite, f"bench_insert_ours_{client}_{run}", PLAIN_TEMPLATE, [config]) as database:
         database.start_service()
         psycopg_inserts(database.connection, bench.WARMUP_ROWS, first_number=900_000)
         wait_for_receipts(suite, bench.WARMUP_ROWS, service=database.service)
@@ -477,7 +551,7 @@ def measure_insert_ours(suite, run):
 
         cpu = CPUGroups(suite, {"action-triggers": {database.service.process.pid}})
         cpu.start()
-        started, commits = psycopg_inserts(database.connection, BURST_ROWS)
+        started, commits = INSERT_CLIENTS[client](database.connection, BURST_ROWS)
         wait_for_receipts(suite, BURST_ROWS, service=database.service)
         usage = cpu.stop()
         last_receipt = max(receipt_times(suite))
@@ -490,12 +564,12 @@ def measure_insert_ours(suite, run):
     }
 
 
-def measure_insert_bound(suite, run, consumer):
+def measure_insert_bound(suite, run, consumer, client):
     config = webhook_config("myapp", "Customer", suite.receiver_url)
     kind = BOUND_KINDS[consumer]
-    with Database(suite, f"bench_insert_{kind}_{run}", PLAIN_TEMPLATE, [config]) as database:
+    with Database(suite, f"bench_insert_{kind}_{client}_{run}", PLAIN_TEMPLATE, [config]) as database:
         with CaptureOnly(suite, database, consumer) as capture:
-            started, commits = psycopg_inserts(database.connection, BURST_ROWS)
+            started, commits = INSERT_CLIENTS[client](database.connection, BURST_ROWS)
         return {"inserts_per_sec": BURST_ROWS / (max(commits.values()) - started), "events_consumed": capture.consumed}
 
 
@@ -744,10 +818,16 @@ def measure_templates_rendered(suite, run):
 
 
 MEASUREMENTS = {
-    "insert_pg": (measure_insert_pg, {"plain"}),
-    "insert_ours": (measure_insert_ours, {"plain"}),
-    "insert_capture": (lambda suite, run: measure_insert_bound(suite, run, consumer=None), {"plain"}),
-    "insert_floor": (lambda suite, run: measure_insert_bound(suite, run, consumer="sql"), {"plain"}),
+    "insert_pg": (lambda suite, run: measure_insert_pg(suite, run, client="loop"), {"plain"}),
+    "insert_ours": (lambda suite, run: measure_insert_ours(suite, run, client="loop"), {"plain"}),
+    "insert_capture": (lambda suite, run: measure_insert_bound(suite, run, consumer=None, client="loop"), {"plain"}),
+    "insert_floor": (lambda suite, run: measure_insert_bound(suite, run, consumer="sql", client="loop"), {"plain"}),
+    "insert_pg_pipelined": (lambda suite, run: measure_insert_pg(suite, run, client="pipeline"), {"plain"}),
+    "insert_ours_pipelined": (lambda suite, run: measure_insert_ours(suite, run, client="pipeline"), {"plain"}),
+    "insert_capture_pipelined":
+        (lambda suite, run: measure_insert_bound(suite, run, consumer=None, client="pipeline"), {"plain"}),
+    "insert_floor_pipelined":
+        (lambda suite, run: measure_insert_bound(suite, run, consumer="sql", client="pipeline"), {"plain"}),
     "django_ours_none": (measure_django_ours_none, {"plain"}),
     "django_ours_config": (measure_django_ours_config, {"plain"}),
     "django_capture": (lambda suite, run: measure_django_bound(suite, run, consumer=None), {"plain"}),
@@ -785,22 +865,38 @@ def per_run(results, function):
 TARGETS = {
     "burst": {
         "measurements": [
-            "insert_ours", "django_ancestor_config", "insert_pg", "django_ours_config", "insert_capture", "insert_floor",
+            "insert_ours_pipelined", "django_ancestor_config", "insert_pg_pipelined", "insert_ours", "insert_pg",
+            "django_ours_config", "insert_capture_pipelined", "insert_floor_pipelined", "insert_capture", "insert_floor",
         ],
         "rows": lambda r: {
-            "events/s delivered, action-triggers (psycopg client)": r["insert_ours"]["events_per_sec"],
+            "events/s delivered, action-triggers (pipelined client)": r["insert_ours_pipelined"]["events_per_sec"],
             "events/s delivered, ancestor (Django save loop)": r["django_ancestor_config"]["events_per_sec"],
-            "ratio action-triggers / ancestor": r["insert_ours"]["events_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
-            "inserts/s, PostgreSQL alone (psycopg client, no trigger)": r["insert_pg"]["inserts_per_sec"],
-            "ratio action-triggers / PostgreSQL alone": r["insert_ours"]["events_per_sec"] / r["insert_pg"]["inserts_per_sec"],
+            "ratio action-triggers / ancestor":
+                r["insert_ours_pipelined"]["events_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
+            "inserts/s, PostgreSQL alone (pipelined client, no trigger)": r["insert_pg_pipelined"]["inserts_per_sec"],
+            "ratio action-triggers / PostgreSQL alone (pipelined client)":
+                r["insert_ours_pipelined"]["events_per_sec"] / r["insert_pg_pipelined"]["inserts_per_sec"],
+            "events/s delivered, action-triggers (psycopg loop)": r["insert_ours"]["events_per_sec"],
+            "ratio action-triggers / ancestor, psycopg loop":
+                r["insert_ours"]["events_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
+            "inserts/s, PostgreSQL alone (psycopg loop, no trigger)": r["insert_pg"]["inserts_per_sec"],
+            "ratio action-triggers / PostgreSQL alone (psycopg loop)":
+                r["insert_ours"]["events_per_sec"] / r["insert_pg"]["inserts_per_sec"],
             "events/s delivered, action-triggers (Django save loop)": r["django_ours_config"]["events_per_sec"],
             "ratio action-triggers / ancestor, both Django save loops":
                 r["django_ours_config"]["events_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
-            "bound: inserts/s, capture trigger alone (psycopg client)": r["insert_capture"]["inserts_per_sec"],
-            "bound: ratio capture alone / ancestor":
+            "bound: inserts/s, capture trigger alone (pipelined client)": r["insert_capture_pipelined"]["inserts_per_sec"],
+            "bound: ratio capture alone / ancestor (pipelined client)":
+                r["insert_capture_pipelined"]["inserts_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
+            "bound: inserts/s, capture and minimal SQL consumer (pipelined client)":
+                r["insert_floor_pipelined"]["inserts_per_sec"],
+            "bound: ratio minimal SQL consumer / ancestor (pipelined client)":
+                r["insert_floor_pipelined"]["inserts_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
+            "bound: inserts/s, capture trigger alone (psycopg loop)": r["insert_capture"]["inserts_per_sec"],
+            "bound: ratio capture alone / ancestor (psycopg loop)":
                 r["insert_capture"]["inserts_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
-            "bound: inserts/s, capture and minimal SQL consumer": r["insert_floor"]["inserts_per_sec"],
-            "bound: ratio minimal SQL consumer / ancestor":
+            "bound: inserts/s, capture and minimal SQL consumer (psycopg loop)": r["insert_floor"]["inserts_per_sec"],
+            "bound: ratio minimal SQL consumer / ancestor (psycopg loop)":
                 r["insert_floor"]["inserts_per_sec"] / r["django_ancestor_config"]["events_per_sec"],
         },
         "check": ("ratio action-triggers / ancestor", ">=", 20),
