@@ -13,16 +13,32 @@ final class TCPProxy: Sendable {
     /// The listening socket while up, and every open socket, so `down()` can close them.
     private let sockets = Mutex<(listener: Int32?, open: Set<Int32>)>((nil, []))
 
+    /// The ports a proxy listens on: below Linux's ephemeral range (32768 and up), and
+    /// above the test servers' ports. The proxy listens on its port again after
+    /// `down()`, and meanwhile a port of the ephemeral range may become the local port
+    /// of some client socket, which made that second listen fail with EADDRINUSE.
+    private static let ports = 27_000..<32_000
+
     init(targetPort: Int) throws {
         self.targetPort = targetPort
-        let listener = try Self.listen(port: 0)
-        var address = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
-        }
-        port = Int(UInt16(bigEndian: address.sin_port))
+        let (listener, port) = try Self.listenOnFreePort()
+        self.port = port
         accept(on: listener)
+    }
+
+    /// Listens on a free port of `ports`, trying up to 100 from a random one.
+    private static func listenOnFreePort() throws -> (listener: Int32, port: Int) {
+        let start = Int.random(in: ports)
+        var lastError: Error?
+        for offset in 0..<100 {
+            let port = ports.lowerBound + (start - ports.lowerBound + offset) % ports.count
+            do {
+                return (try listen(port: port), port)
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError ?? TCPProxyError(description: "no free port in \(ports)")
     }
 
     deinit {
