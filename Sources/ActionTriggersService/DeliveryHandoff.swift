@@ -22,11 +22,14 @@ final class DeliveryHandoff: Sendable {
     }
 
     private let state: Mutex<State>
+    /// The number of slots, `delivery_concurrency`.
+    let slots: Int
     /// Raised when deliveries are handed over, or slots freed that a `reserve` found
     /// taken, so the worker wakes from its wait.
     let arrived = WakeSignal()
 
     init(slots: Int) {
+        self.slots = slots
         state = Mutex(State(freeSlots: slots))
     }
 

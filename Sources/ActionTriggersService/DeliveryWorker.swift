@@ -309,6 +309,9 @@ final class DeliveryWorker: Sendable {
             id: delivery.id, attempt: delivery.attempt, result: result, decision: decision,
             startedAt: startedAt.timeIntervalSince1970, durationMs: durationMs)
         metrics.recordAttempt(target: "webhook", outcome: record.outcome, durationSeconds: durationMs / 1000)
+        // The slot is freed before a held dispatch learns that its last attempt finished,
+        // so the dispatch that follows it can reserve every slot again.
+        handoff.free(1)
         switch delivery.held?.finish(id: delivery.id, outcome: record) {
         case nil, .record:
             queue(record, state: &state)
@@ -316,7 +319,6 @@ final class DeliveryWorker: Sendable {
             // The held dispatch writes it, hands it back after its commit, or rolled back.
             break
         }
-        handoff.free(1)
     }
 
     /// Queues an outcome for the next record statement.

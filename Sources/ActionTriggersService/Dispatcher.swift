@@ -262,8 +262,8 @@ final class Dispatcher: Sendable {
     /// size, $2 the maximum number of deliveries to claim and $3 their lease in seconds.
     static let dispatchSQL = dispatchSQL(eventFilter: "true", limit: "LIMIT $1", deferTemplated: true)
 
-    /// The first pass with held claims (`dispatchHeld`): $1 is the batch size and $2 the
-    /// maximum number of deliveries to claim.
+    /// The first pass with held claims (`dispatchHeld`): $1 is the maximum number of
+    /// events to take and $2 the maximum number of deliveries to claim.
     static let dispatchHeldSQL = dispatchSQL(eventFilter: "true", limit: "LIMIT $1", deferTemplated: true, holdClaims: true)
 
     /// Inserts the webhook deliveries of a held dispatch with the outcomes of their first
@@ -503,7 +503,7 @@ final class Dispatcher: Sendable {
         var total = 0
         var heldFor = 0.0
         while !stop.isSet {
-            let (events, deliveries) = try dispatchBatch(
+            let (events, limit, deliveries) = try dispatchBatch(
                 connection, holdPolicy: &holdPolicy, mayHold: mayHold, heldFor: &heldFor)
             total += events
             metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
@@ -516,7 +516,7 @@ final class Dispatcher: Sendable {
             if events > 0 {
                 logger.debug("dispatched events", ["dispatch.events": events, "dispatch.deliveries": deliveries.all])
             }
-            if events < settings.dispatchBatchSize {
+            if events < limit {
                 return (total, heldFor)
             }
         }
@@ -537,14 +537,17 @@ final class Dispatcher: Sendable {
         }
     }
 
-    /// Dispatches one batch and returns the events taken and the deliveries created
-    /// that are due. When `mayHold` and `holdPolicy` allow, the webhook deliveries
-    /// claimed at creation are held (`dispatchHeld`), and the seconds spent waiting for
-    /// them are added to `heldFor`. Otherwise the first statement runs on its own
-    /// (autocommit), so the deliveries it claims are committed before the worker sends them.
+    /// Dispatches one batch and returns the events taken, the most it could take, and
+    /// the deliveries created that are due. When `mayHold` and `holdPolicy` allow, and
+    /// at least a quarter of the delivery worker's slots are free, the webhook
+    /// deliveries claimed at creation are held (`dispatchHeld`), and the seconds spent
+    /// waiting for them are added to `heldFor`. A held batch takes no more events than
+    /// the free slots, because a delivery beyond them would be created pending and
+    /// written three times. Otherwise the first statement runs on its own (autocommit),
+    /// so the deliveries it claims are committed before the worker sends them.
     private func dispatchBatch(
         _ connection: PostgresConnection, holdPolicy: inout DispatchHoldPolicy, mayHold: Bool, heldFor: inout Double
-    ) throws -> (events: Int, deliveries: DueCount) {
+    ) throws -> (events: Int, limit: Int, deliveries: DueCount) {
         let reserved = handoff?.reserve(upTo: settings.dispatchBatchSize) ?? 0
         var handedOver = false
         defer {
@@ -552,8 +555,11 @@ final class Dispatcher: Sendable {
                 handoff?.free(reserved)
             }
         }
+        var limit = settings.dispatchBatchSize
         let result: PostgresResult
-        if let handoff, reserved > 0, mayHold, holdPolicy.shouldHold(now: Self.monotonicSeconds()) {
+        if let handoff, reserved > 0, reserved * 4 >= handoff.slots, mayHold,
+           holdPolicy.shouldHold(now: Self.monotonicSeconds()) {
+            limit = reserved
             result = try dispatchHeld(
                 connection, handoff: handoff, reserved: reserved, handedOver: &handedOver, policy: &holdPolicy,
                 heldFor: &heldFor)
@@ -592,7 +598,7 @@ final class Dispatcher: Sendable {
                 try dispatchTemplated(connection, eventIDs: deferred)
             })
         }
-        return (taken, deliveries)
+        return (taken, limit, deliveries)
     }
 
     /// Runs the dispatch statement in a transaction that stays open while the first
@@ -608,8 +614,7 @@ final class Dispatcher: Sendable {
         var batch: HeldBatch?
         do {
             let (result, settled) = try connection.transaction { connection -> (PostgresResult, Bool) in
-                let result = try connection.queryPrepared(
-                    Self.dispatchHeldSQL, [String(settings.dispatchBatchSize), String(reserved)])
+                let result = try connection.queryPrepared(Self.dispatchHeldSQL, [String(reserved), String(reserved)])
                 let rows = result.rows.filter { $0["id"] != nil }
                 let held = HeldBatch(ids: try rows.map { try $0.int64("id") })
                 batch = held

@@ -159,6 +159,37 @@ struct HeldDispatchTests {
         #expect(harness.receiver.requests.count == 2)
     }
 
+    @Test("batch beyond free slots is held in parts")
+    func batchHeldInParts() async throws {
+        let harness = try Harness()
+        let settings = Harness.settings(
+            allowing: [harness.receiver], extra: #""dispatch_hold": "always", "delivery_concurrency": 4"#)
+        try await harness.startService(settings: settings)
+        try harness.createConfig(harness.exampleOneConfig())
+
+        // One transaction of 20 rows: a held dispatch takes no more events than the 4
+        // free slots, so no delivery is created pending beyond them.
+        try harness.database.query("""
+            INSERT INTO myapp_customer (name, email)
+            SELECT 'part ' || n, 'part@example.com' FROM generate_series(1, 20) AS n
+            """)
+        try await harness.waitUntil("every delivery succeeds") {
+            try harness.database.query(
+                "SELECT count(*) AS done FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("done") == 20
+        }
+
+        let written = try harness.database.query("""
+            SELECT count(*) FILTER (WHERE \(Self.writtenOnce)) AS once, count(DISTINCT d.xmin::text) AS dispatches,
+                   max(d.attempts) AS max_attempts
+            FROM action_triggers.delivery d
+            """).singleRow()
+        #expect(try written.int("once") == 20)
+        #expect(try written.int("dispatches") == 5)
+        #expect(try written.int("max_attempts") == 1)
+        #expect(harness.receiver.requests.count == 20)
+        #expect(try await heldDispatches(harness)["timed_out"] == 0)
+    }
+
     /// Returns the service's held dispatches by outcome, from /metrics.
     private func heldDispatches(_ harness: Harness) async throws -> [String: Int] {
         let service = try #require(harness.service)
