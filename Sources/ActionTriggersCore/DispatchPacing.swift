@@ -59,6 +59,7 @@ public struct DispatchPacing: Sendable, Equatable {
     public let pollInterval: Double
 
     public init(gatherDelay: Double, pollInterval: Double) {
+        precondition(gatherDelay > 0, "gatherDelay must be positive, because full polls scale with the wait over it")
         self.gatherDelay = gatherDelay
         self.pollInterval = pollInterval
     }

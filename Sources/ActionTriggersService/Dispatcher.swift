@@ -612,12 +612,16 @@ final class Dispatcher: Sendable {
         policy: inout DispatchHoldPolicy, heldFor: inout Double
     ) throws -> PostgresResult {
         var batch: HeldBatch?
+        // Deliveries claimed and held; a dispatch that claims none is no hold, for the
+        // pause policy and the metric.
+        var heldCount = 0
         do {
             let (result, settled) = try connection.transaction { connection -> (PostgresResult, Bool) in
                 let result = try connection.queryPrepared(Self.dispatchHeldSQL, [String(reserved), String(reserved)])
                 let rows = result.rows.filter { $0["id"] != nil }
                 let held = HeldBatch(ids: try rows.map { try $0.int64("id") })
                 batch = held
+                heldCount = rows.count
                 var claimed = try rows.map { try DeliveryStore.claimedDelivery(from: $0, operation: "dispatch events") }
                 for index in claimed.indices {
                     claimed[index].held = held
@@ -643,15 +647,19 @@ final class Dispatcher: Sendable {
                 }
                 return (result, settled)
             }
-            policy.held(settled: settled, now: Self.monotonicSeconds())
             handoff.queueOutcomes(batch?.commit() ?? [])
-            metrics.countHeldDispatch(settled ? "settled" : "timed_out")
+            if heldCount > 0 {
+                policy.held(settled: settled, now: Self.monotonicSeconds())
+                metrics.countHeldDispatch(settled ? "settled" : "timed_out")
+            }
             return result
         } catch {
             batch?.abort()
             policy.failed(now: Self.monotonicSeconds())
             if batch != nil {
-                metrics.countHeldDispatch("rolled_back")
+                if heldCount > 0 {
+                    metrics.countHeldDispatch("rolled_back")
+                }
                 logger.warning("held dispatch rolled back, so its events are dispatched again", [
                     "error": String(describing: error),
                 ])

@@ -205,6 +205,28 @@ struct HeldDispatchTests {
         return counts
     }
 
+    @Test("idle polls count no hold")
+    func idlePollsCountNoHold() async throws {
+        let harness = try Harness()
+        let settings = Harness.settings(
+            allowing: [harness.receiver], pollInterval: 0.1, extra: #""dispatch_hold": "always""#)
+        try await harness.startService(settings: settings)
+        try harness.createConfig(harness.exampleOneConfig())
+
+        // About ten polls find nothing to dispatch.
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await heldDispatches(harness) == ["settled": 0, "timed_out": 0, "rolled_back": 0])
+
+        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('counted', 'c@example.com')")
+        try await harness.waitUntil("the delivery succeeds") {
+            try harness.onlyDeliveryStatus() == "succeeded"
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let counts = try await heldDispatches(harness)
+        #expect((counts["settled"] ?? 0) + (counts["timed_out"] ?? 0) == 1)
+        #expect(counts["rolled_back"] == 0)
+    }
+
     @Test("default setting holds only under a stream")
     func defaultHoldsStreams() async throws {
         let harness = try Harness()

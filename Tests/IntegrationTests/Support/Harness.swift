@@ -26,13 +26,15 @@ final class Harness {
 
     /// Settings with fast retries and an allowlist that names only the given receivers;
     /// `extra` adds members, such as `"dynamic_values": {...}`.
-    static func settings(allowing receivers: [TestReceiver], maxAttempts: Int = 4, extra: String? = nil) -> String {
+    static func settings(
+        allowing receivers: [TestReceiver], maxAttempts: Int = 4, pollInterval: Double = 5, extra: String? = nil
+    ) -> String {
         let patterns = receivers.map { "\"http://127\\\\.0\\\\.0\\\\.1:\($0.port)/\"" }.joined(separator: ", ")
         return """
             {
               "whitelisted_webhook_endpoint_patterns": [\(patterns)],
               "retry": {"max_attempts": \(maxAttempts), "base_delay_secs": 0.2, "max_delay_secs": 10, "jitter": 0},
-              "poll_interval_secs": 5,
+              "poll_interval_secs": \(pollInterval),
               "max_webhook_timeout": 10\(extra.map { ",\n" + $0 } ?? "")
             }
             """
