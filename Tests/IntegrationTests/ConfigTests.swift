@@ -65,8 +65,7 @@ struct ConfigTests {
     @Test("recreated table gets its triggers back")
     func recreatedTable() async throws {
         let harness = try Harness()
-        let settings = Harness.settings(allowing: [harness.receiver]).replacingOccurrences(
-            of: "\"poll_interval_secs\": 5", with: "\"poll_interval_secs\": 0.2")
+        let settings = Harness.settings(allowing: [harness.receiver], pollInterval: 0.2)
         let service = try await harness.startService(settings: settings)
         try harness.createConfig(harness.exampleOneConfig())
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('before', 'b@example.com')")
