@@ -3,16 +3,19 @@
 /// pure state machine, and the dispatcher performs the I/O it asks for.
 ///
 /// PostgreSQL serializes the commits of transactions that send a NOTIFY, so under a
-/// stream of writes the dispatcher stops asking for them: it takes the lock and
-/// polls instead, every `gatherDelay` at first. The wait doubles, up to
-/// `maxGatherDelay`, while events arrive at the rate of `fullPoll` per `gatherDelay`
-/// or faster (2,000 events/s with the service's 4 ms), because larger batches cost
-/// less per event. It halves while they arrive at less than half that rate, so at
-/// lower rates an event waits no longer than `gatherDelay` for its dispatch. When a
-/// poll finds nothing, the dispatcher gives the lock up and settles: it waits until
-/// no capture that skipped its NOTIFY is still in progress (its "capturing" lock is
+/// stream of writes the dispatcher stops asking for them. A dispatch of several events
+/// that arrived at `streamRate` or faster starts a stream: the dispatcher takes the
+/// lock and polls instead, every `gatherDelay` at first. A rate is the events of a
+/// dispatch over the seconds since the dispatch before it began, so the time a
+/// dispatch itself takes counts too. The wait doubles, up to `maxGatherDelay`, while
+/// events arrive at twice `streamRate` or faster, because larger batches cost less per
+/// event, and halves while they arrive slower than `streamRate`. A poll that finds
+/// nothing, or one at the first wait that finds less than half of `streamRate`, ends
+/// the stream. The dispatcher then gives the lock up and settles: it waits until no
+/// capture that skipped its NOTIFY is still in progress (its "capturing" lock is
 /// free), dispatches once more, and only then sleeps until a NOTIFY or the poll
-/// interval.
+/// interval. So below half of `streamRate`, each event is dispatched when its NOTIFY
+/// arrives.
 public struct DispatchPacing: Sendable, Equatable {
     public enum Mode: Sendable, Equatable {
         /// Woken by NOTIFY or by the poll interval.
@@ -45,7 +48,7 @@ public struct DispatchPacing: Sendable, Equatable {
     public static let firstSettleRetry = 0.001
 
     /// The events of a poll after a wait of `gatherDelay` from which the wait between
-    /// polls doubles. After a longer wait, a poll needs proportionally more.
+    /// polls doubles: twice `streamRate`.
     public static let fullPoll = 8
 
     /// The maximum wait between polls while busy, in seconds, and so the maximum time an
@@ -59,7 +62,7 @@ public struct DispatchPacing: Sendable, Equatable {
     public let pollInterval: Double
 
     public init(gatherDelay: Double, pollInterval: Double) {
-        precondition(gatherDelay > 0, "gatherDelay must be positive, because full polls scale with the wait over it")
+        precondition(gatherDelay > 0, "gatherDelay must be positive, because it sets the stream rate")
         self.gatherDelay = gatherDelay
         self.pollInterval = pollInterval
     }
@@ -72,23 +75,39 @@ public struct DispatchPacing: Sendable, Equatable {
         return false
     }
 
-    /// Takes the number of events a dispatch took. A dispatch of several events starts
-    /// a stream; an empty one while busy ends it.
-    public mutating func dispatched(events: Int) -> LockAction {
+    /// The rate, in events per second, from which dispatches form a stream: half a
+    /// full poll per `gatherDelay` (1,000 events/s with the service's 4 ms).
+    public var streamRate: Double {
+        Double(Self.fullPoll) / 2 / gatherDelay
+    }
+
+    /// Returns whether a dispatch of `events`, `elapsed` seconds after the dispatch
+    /// before it began, is part of a stream: several events at `streamRate` or faster.
+    public func isStream(events: Int, elapsed: Double) -> Bool {
+        events > 1 && rate(events: events, elapsed: elapsed) >= streamRate
+    }
+
+    private func rate(events: Int, elapsed: Double) -> Double {
+        // Dispatches that run back to back would make two events look like a fast stream.
+        Double(events) / max(elapsed, gatherDelay / 4)
+    }
+
+    /// Takes the number of events a dispatch took and the seconds since the dispatch
+    /// before it began. A dispatch that `isStream` starts a stream. While busy, an empty
+    /// poll, or one below half of `streamRate` at the first wait, ends it.
+    public mutating func dispatched(events: Int, elapsed: Double) -> LockAction {
+        let rate = rate(events: events, elapsed: elapsed)
         switch mode {
         case .idle, .settling:
-            return events > 1 ? .take : .none
+            return isStream(events: events, elapsed: elapsed) ? .take : .none
         case .busy(let wait):
-            // Thresholds in events per poll that grow with the wait compare rates: a
-            // fixed count would leave a band of rates (4 to 8 events per 20 ms) in
-            // which a grown wait never shrinks again.
-            let fullPoll = Double(Self.fullPoll) * wait / gatherDelay
-            if Double(events) >= fullPoll {
-                mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
-            } else if events == 0 {
+            if events == 0 || (wait <= gatherDelay && rate < streamRate / 2) {
                 mode = .settling(retry: Self.firstSettleRetry)
                 return .release
-            } else if Double(events) < fullPoll / 2 {
+            }
+            if rate >= 2 * streamRate {
+                mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
+            } else if rate < streamRate {
                 mode = .busy(wait: max(wait / 2, gatherDelay))
             }
             return .none

@@ -354,9 +354,9 @@ final class Dispatcher: Sendable {
                     ELSE false END AS free
         """
 
-    /// The time since the last dispatch that took more than one event, under which a
-    /// wake-up counts as busy and waits `gatherDelay`. At a steady 200 events/s
-    /// dispatches take one event each, so a wait follows only a hiccup.
+    /// The time since the last dispatch that was part of a stream, under which a
+    /// wake-up counts as busy and waits `gatherDelay`. Below 1,000 events/s dispatches
+    /// are no stream, so a wake-up is dispatched at once.
     static let busyInterval = Duration.milliseconds(5)
 
     init(
@@ -390,8 +390,10 @@ final class Dispatcher: Sendable {
             health.set(.dispatcher, ready: true)
             var lastSync = ContinuousClock.now
             var woken = false
-            // The end of the last dispatch that took more than one event.
+            // The end of the last dispatch that was part of a stream (`DispatchPacing.isStream`).
             var lastBatch: ContinuousClock.Instant?
+            // The start of the last dispatch, to measure the rate of the next one.
+            var lastDispatch = ContinuousClock.now
             // A new connection holds no lock, so pacing starts idle on each one.
             var pacing = DispatchPacing(gatherDelay: Self.gatherDelay.seconds, pollInterval: settings.pollInterval)
             while !stop.isSet {
@@ -401,9 +403,12 @@ final class Dispatcher: Sendable {
                 if pacing.mode == .idle, woken, let lastBatch, ContinuousClock.now - lastBatch < Self.busyInterval {
                     Thread.sleep(forTimeInterval: Self.gatherDelay.seconds)
                 }
+                let dispatchStart = ContinuousClock.now
+                let elapsed = (dispatchStart - lastDispatch).seconds
+                lastDispatch = dispatchStart
                 let (events, heldFor) = try dispatchAll(
                     connection, holdPolicy: &holdPolicy, mayHold: Self.mayHold(settings.dispatchHold, pacing: pacing))
-                if events > 1 {
+                if pacing.isStream(events: events, elapsed: elapsed) {
                     lastBatch = .now
                 }
                 if woken && events == 0 {
@@ -413,7 +418,7 @@ final class Dispatcher: Sendable {
                     onDeliveriesCreated(true, true)
                 }
 
-                switch pacing.dispatched(events: events) {
+                switch pacing.dispatched(events: events, elapsed: elapsed) {
                 case .none:
                     break
                 case .take:
@@ -670,7 +675,7 @@ final class Dispatcher: Sendable {
 
     /// Returns whether the next dispatches may hold, by the `dispatch_hold` setting. By
     /// default only a dense stream of events pays for holds with its latency: one fast
-    /// enough (about 2,000 events/s) that `DispatchPacing` has grown the wait between
+    /// enough (2,000 events/s or more) that `DispatchPacing` has grown the wait between
     /// polls. There holds save CPU, and that wait takes them in. At a
     /// steady 200 events/s, holds in every poll kept the dispatcher polling and made
     /// the p99 latency 5 to 7 ms instead of 2 to 6 ms.

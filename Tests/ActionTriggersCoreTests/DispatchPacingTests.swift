@@ -5,16 +5,33 @@ import Testing
 struct DispatchPacingTests {
     func busyPacing() -> DispatchPacing {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
-        #expect(pacing.dispatched(events: 2) == .take)
+        #expect(pacing.dispatched(events: 2, elapsed: 0.001) == .take)
         pacing.lockTaken(true)
         return pacing
+    }
+
+    /// Feeds `polls` polls of a steady stream at `eventsPerSecond`, each taking `busy`
+    /// seconds besides its wait, and returns the waits after them.
+    func feed(_ pacing: inout DispatchPacing, eventsPerSecond: Double, polls: Int, busy: Double = 0.001) -> [Double] {
+        var waits: [Double] = []
+        for _ in 0..<polls {
+            guard case .busy(let wait) = pacing.mode else {
+                break
+            }
+            let elapsed = wait + busy
+            _ = pacing.dispatched(events: max(1, Int(eventsPerSecond * elapsed)), elapsed: elapsed)
+            if case .busy(let next) = pacing.mode {
+                waits.append(next)
+            }
+        }
+        return waits
     }
 
     @Test("idle waits for a wake-up or the poll")
     func idleWaitsForWake() {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
-        #expect(pacing.dispatched(events: 0) == .none)
-        #expect(pacing.dispatched(events: 1) == .none)
+        #expect(pacing.dispatched(events: 0, elapsed: 5) == .none)
+        #expect(pacing.dispatched(events: 1, elapsed: 0.001) == .none)
         #expect(pacing.mode == .idle)
         #expect(pacing.wait == .untilWoken(timeout: 5))
         #expect(!pacing.mustSettle)
@@ -25,78 +42,80 @@ struct DispatchPacingTests {
         let pacing = busyPacing()
         #expect(pacing.mode == .busy(wait: 0.004))
         #expect(pacing.wait == .fixed(seconds: 0.004))
+        #expect(pacing.streamRate == 1000)
+    }
+
+    @Test("slow events take no lock")
+    func slowEventsStayIdle() {
+        var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
+        // Two events 5 ms after the last dispatch: 400 events/s, below the stream rate.
+        #expect(pacing.dispatched(events: 2, elapsed: 0.005) == .none)
+        // A bulk insert after a quiet minute is no stream either.
+        #expect(pacing.dispatched(events: 500, elapsed: 60) == .none)
+        #expect(!pacing.isStream(events: 2, elapsed: 0.005))
+        #expect(pacing.isStream(events: 2, elapsed: 0.002))
+        // One event is never a stream, however soon after the last dispatch.
+        #expect(!pacing.isStream(events: 1, elapsed: 0))
+        #expect(pacing.mode == .idle)
     }
 
     @Test("lock held elsewhere stays idle")
     func lockNotTaken() {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
-        #expect(pacing.dispatched(events: 40) == .take)
+        #expect(pacing.dispatched(events: 40, elapsed: 0.004) == .take)
         pacing.lockTaken(false)
         #expect(pacing.mode == .idle)
-        #expect(pacing.dispatched(events: 3) == .take)
+        #expect(pacing.dispatched(events: 3, elapsed: 0.002) == .take)
     }
 
-    @Test("full polls double the wait up to the cap")
-    func fullPollsDouble() {
+    @Test("fast stream doubles the wait up to the cap")
+    func fastStreamDoubles() {
         var pacing = busyPacing()
-        var waits: [DispatchPacing.Wait] = []
-        for _ in 0..<5 {
-            #expect(pacing.dispatched(events: 100) == .none)
-            waits.append(pacing.wait)
-        }
-        #expect(waits == [.fixed(seconds: 0.008), .fixed(seconds: 0.016), .fixed(seconds: 0.02),
-                          .fixed(seconds: 0.02), .fixed(seconds: 0.02)])
+        let waits = feed(&pacing, eventsPerSecond: 3000, polls: 5)
+        #expect(waits == [0.008, 0.016, 0.02, 0.02, 0.02])
     }
 
-    @Test("full poll scales with the wait")
-    func fullPollScales() {
+    @Test("rate counts the dispatch's own time")
+    func rateCountsDispatchTime() {
         var pacing = busyPacing()
-        _ = pacing.dispatched(events: DispatchPacing.fullPoll)
-        #expect(pacing.wait == .fixed(seconds: 0.008))
-        // After 8 ms, a full poll is twice as many events.
-        _ = pacing.dispatched(events: DispatchPacing.fullPoll)
-        #expect(pacing.wait == .fixed(seconds: 0.008))
-        _ = pacing.dispatched(events: 2 * DispatchPacing.fullPoll)
-        #expect(pacing.wait == .fixed(seconds: 0.016))
-    }
-
-    @Test("sparse polls halve the wait down to the start")
-    func sparsePollsHalve() {
-        var pacing = busyPacing()
-        _ = pacing.dispatched(events: 100)
-        _ = pacing.dispatched(events: 100)
-        #expect(pacing.wait == .fixed(seconds: 0.016))
-        _ = pacing.dispatched(events: 1)
-        #expect(pacing.wait == .fixed(seconds: 0.008))
-        // Between half a full poll and a full one, the wait stays.
-        _ = pacing.dispatched(events: DispatchPacing.fullPoll)
-        #expect(pacing.wait == .fixed(seconds: 0.008))
-        _ = pacing.dispatched(events: 1)
-        _ = pacing.dispatched(events: 1)
+        // A full poll after a wait of 4 ms that took 4 ms more: 1,000 events/s, so the
+        // wait stays although a bare count would have doubled it.
+        #expect(pacing.dispatched(events: DispatchPacing.fullPoll, elapsed: 0.008) == .none)
         #expect(pacing.wait == .fixed(seconds: 0.004))
+        #expect(pacing.dispatched(events: DispatchPacing.fullPoll, elapsed: 0.004) == .none)
+        #expect(pacing.wait == .fixed(seconds: 0.008))
     }
 
-    @Test("steady moderate rate returns to the first wait", arguments: [200.0, 300.0, 400.0, 900.0])
-    func moderateRateShrinksWait(eventsPerSecond: Double) {
+    @Test("slower stream halves the wait down to the start")
+    func slowerStreamHalves() {
         var pacing = busyPacing()
-        for _ in 0..<3 {
-            _ = pacing.dispatched(events: 100)
-        }
+        _ = feed(&pacing, eventsPerSecond: 3000, polls: 3)
         #expect(pacing.wait == .fixed(seconds: 0.02))
-        for _ in 0..<6 {
-            guard case .busy(let wait) = pacing.mode else {
-                Issue.record("left busy at \(eventsPerSecond) events/s: \(pacing.mode)")
-                return
-            }
-            _ = pacing.dispatched(events: max(1, Int(eventsPerSecond * wait)))
-        }
-        #expect(pacing.wait == .fixed(seconds: 0.004))
+        // Between the stream rate and twice it, the wait stays.
+        #expect(feed(&pacing, eventsPerSecond: 1500, polls: 3) == [0.02, 0.02, 0.02])
+        #expect(feed(&pacing, eventsPerSecond: 700, polls: 3) == [0.01, 0.005, 0.004])
+    }
+
+    @Test("moderate rate returns to NOTIFY", arguments: [100.0, 200.0, 300.0, 450.0])
+    func moderateRateReleases(eventsPerSecond: Double) {
+        var pacing = busyPacing()
+        _ = feed(&pacing, eventsPerSecond: 3000, polls: 3)
+        _ = feed(&pacing, eventsPerSecond: eventsPerSecond, polls: 8)
+        #expect(pacing.mode == .settling(retry: DispatchPacing.firstSettleRetry))
+        pacing.settled(true)
+        #expect(pacing.mode == .idle)
+    }
+
+    @Test("stream at the first wait stays busy", arguments: [700.0, 1500.0])
+    func streamAtFirstWaitStaysBusy(eventsPerSecond: Double) {
+        var pacing = busyPacing()
+        #expect(feed(&pacing, eventsPerSecond: eventsPerSecond, polls: 5) == [0.004, 0.004, 0.004, 0.004, 0.004])
     }
 
     @Test("empty poll releases and settles")
     func emptyPollReleases() {
         var pacing = busyPacing()
-        #expect(pacing.dispatched(events: 0) == .release)
+        #expect(pacing.dispatched(events: 0, elapsed: 0.004) == .release)
         #expect(pacing.mode == .settling(retry: DispatchPacing.firstSettleRetry))
         #expect(pacing.mustSettle)
         #expect(pacing.wait == .untilWoken(timeout: DispatchPacing.firstSettleRetry))
@@ -105,7 +124,7 @@ struct DispatchPacingTests {
     @Test("settling retries back off to the poll")
     func settlingBacksOff() {
         var pacing = busyPacing()
-        _ = pacing.dispatched(events: 0)
+        _ = pacing.dispatched(events: 0, elapsed: 0.004)
         var retries: [Double] = []
         for _ in 0..<16 {
             pacing.settled(false)
@@ -117,14 +136,14 @@ struct DispatchPacingTests {
         }
         #expect(Array(retries.prefix(3)) == [0.002, 0.004, 0.008])
         #expect(retries.last == 5)
-        #expect(pacing.dispatched(events: 1) == .none)
+        #expect(pacing.dispatched(events: 1, elapsed: 0.001) == .none)
         #expect(pacing.mustSettle)
     }
 
     @Test("settled check returns to idle")
     func settledReturnsIdle() {
         var pacing = busyPacing()
-        _ = pacing.dispatched(events: 0)
+        _ = pacing.dispatched(events: 0, elapsed: 0.004)
         pacing.settled(true)
         #expect(pacing.mode == .idle)
         #expect(!pacing.mustSettle)
@@ -136,8 +155,8 @@ struct DispatchPacingTests {
     @Test("stream while settling takes the lock again")
     func streamWhileSettling() {
         var pacing = busyPacing()
-        _ = pacing.dispatched(events: 0)
-        #expect(pacing.dispatched(events: 5) == .take)
+        _ = pacing.dispatched(events: 0, elapsed: 0.004)
+        #expect(pacing.dispatched(events: 5, elapsed: 0.002) == .take)
         pacing.lockTaken(true)
         #expect(pacing.mode == .busy(wait: 0.004))
     }
