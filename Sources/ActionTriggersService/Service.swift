@@ -123,7 +123,11 @@ public final class Service: Sendable {
         // IPv6 addresses are bracketed, as in URLs and in --listen.
         let host = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
         logger.info("http server listening", ["http.address": "\(host):\(server.port)"])
-        logger.info("service started", ["version": Version.current, "dispatch.hold": configuration.settings.dispatchHold.rawValue])
+        logger.info("service started", [
+            "version": Version.current, "dispatch.hold": configuration.settings.dispatchHold.rawValue,
+            "delivery.concurrency": configuration.settings.deliveryConcurrency,
+            "dispatch.batch_size": configuration.settings.dispatchBatchSize,
+        ])
     }
 
     /// Rejects Kafka properties librdkafka would refuse, and warns about brokers that

@@ -188,6 +188,8 @@ struct HeldDispatchTests {
         #expect(try written.int("max_attempts") == 1)
         #expect(harness.receiver.requests.count == 20)
         #expect(try await heldDispatches(harness)["timed_out"] == 0)
+        // The start line shows the settings that shape holds.
+        #expect(harness.service?.log.contains("dispatch.hold=always delivery.concurrency=4") == true)
     }
 
     /// Returns the service's held dispatches by outcome, from /metrics.
