@@ -5,13 +5,14 @@
 /// PostgreSQL serializes the commits of transactions that send a NOTIFY, so under a
 /// stream of writes the dispatcher stops asking for them. A dispatch of several events
 /// that arrived at `streamRate` or faster starts a stream: the dispatcher takes the
-/// lock and polls instead, every `gatherDelay` at first. A rate is the events of a
-/// dispatch over the seconds since the dispatch before it began, so the time a
-/// dispatch itself takes counts too. The wait doubles, up to `maxGatherDelay`, while
-/// events arrive at twice `streamRate` or faster, because larger batches cost less per
-/// event, and halves while they arrive slower than `streamRate`. A poll that finds
-/// nothing, or one at the first wait that finds less than half of `streamRate`, ends
-/// the stream. The dispatcher then gives the lock up and settles: it waits until no
+/// lock and polls instead, every `gatherDelay` at first. A rate is events over the
+/// seconds since the dispatch before it began, so the time a dispatch itself takes
+/// counts too. It is averaged over recent dispatches, so one uneven poll changes
+/// nothing. The wait doubles, up to `maxGatherDelay`, while events arrive at twice
+/// `streamRate` or faster, because larger batches cost less per event, and halves
+/// while they arrive slower than 1.5 times `streamRate`. A poll that finds nothing,
+/// or one at the first wait that finds less than half of `streamRate`, ends the
+/// stream. The dispatcher then gives the lock up and settles: it waits until no
 /// capture that skipped its NOTIFY is still in progress (its "capturing" lock is
 /// free), dispatches once more, and only then sleeps until a NOTIFY or the poll
 /// interval. So below half of `streamRate`, each event is dispatched when its NOTIFY
@@ -55,7 +56,17 @@ public struct DispatchPacing: Sendable, Equatable {
     /// event waits for its dispatch under a stream of writes.
     public static let maxGatherDelay = 0.02
 
+    /// The weight of a dispatch in the recent rate against the one after it.
+    public static let decay = 0.5
+
     public private(set) var mode: Mode = .idle
+    /// The events and seconds of recent dispatches, each weighted by `decay` per later
+    /// dispatch; their ratio is the recent rate.
+    private var recentEvents = 0.0
+    private var recentSeconds = 0.0
+    /// Whether the last dispatch was part of a stream: several events, at a recent
+    /// rate of `streamRate` or faster.
+    public private(set) var lastDispatchInStream = false
     /// The first wait between polls while busy, in seconds.
     public let gatherDelay: Double
     /// The maximum wait between dispatches, in seconds.
@@ -81,25 +92,19 @@ public struct DispatchPacing: Sendable, Equatable {
         Double(Self.fullPoll) / 2 / gatherDelay
     }
 
-    /// Returns whether a dispatch of `events`, `elapsed` seconds after the dispatch
-    /// before it began, is part of a stream: several events at `streamRate` or faster.
-    public func isStream(events: Int, elapsed: Double) -> Bool {
-        events > 1 && rate(events: events, elapsed: elapsed) >= streamRate
-    }
-
-    private func rate(events: Int, elapsed: Double) -> Double {
-        // Dispatches that run back to back would make two events look like a fast stream.
-        Double(events) / max(elapsed, gatherDelay / 4)
-    }
-
     /// Takes the number of events a dispatch took and the seconds since the dispatch
-    /// before it began. A dispatch that `isStream` starts a stream. While busy, an empty
-    /// poll, or one below half of `streamRate` at the first wait, ends it.
+    /// before it began. A dispatch of several events at a recent rate of `streamRate` or
+    /// more starts a stream. While busy, an empty poll, or a recent rate below half of
+    /// `streamRate` at the first wait, ends it.
     public mutating func dispatched(events: Int, elapsed: Double) -> LockAction {
-        let rate = rate(events: events, elapsed: elapsed)
+        // Dispatches that run back to back would make two events look like a fast stream.
+        recentEvents = Double(events) + Self.decay * recentEvents
+        recentSeconds = max(elapsed, gatherDelay / 4) + Self.decay * recentSeconds
+        let rate = recentEvents / recentSeconds
+        lastDispatchInStream = events > 1 && rate >= streamRate
         switch mode {
         case .idle, .settling:
-            return isStream(events: events, elapsed: elapsed) ? .take : .none
+            return lastDispatchInStream ? .take : .none
         case .busy(let wait):
             if events == 0 || (wait <= gatherDelay && rate < streamRate / 2) {
                 mode = .settling(retry: Self.firstSettleRetry)
@@ -107,7 +112,9 @@ public struct DispatchPacing: Sendable, Equatable {
             }
             if rate >= 2 * streamRate {
                 mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
-            } else if rate < streamRate {
+            } else if rate < 1.5 * streamRate {
+                // A narrow band between halving and doubling: a stream that slowed below
+                // it after a burst gets its short wait back.
                 mode = .busy(wait: max(wait / 2, gatherDelay))
             }
             return .none

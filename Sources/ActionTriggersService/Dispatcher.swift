@@ -390,7 +390,7 @@ final class Dispatcher: Sendable {
             health.set(.dispatcher, ready: true)
             var lastSync = ContinuousClock.now
             var woken = false
-            // The end of the last dispatch that was part of a stream (`DispatchPacing.isStream`).
+            // The end of the last dispatch that was part of a stream (`DispatchPacing.lastDispatchInStream`).
             var lastBatch: ContinuousClock.Instant?
             // The start of the last dispatch, to measure the rate of the next one.
             var lastDispatch = ContinuousClock.now
@@ -408,7 +408,8 @@ final class Dispatcher: Sendable {
                 lastDispatch = dispatchStart
                 let (events, heldFor) = try dispatchAll(
                     connection, holdPolicy: &holdPolicy, mayHold: Self.mayHold(settings.dispatchHold, pacing: pacing))
-                if pacing.isStream(events: events, elapsed: elapsed) {
+                let lockAction = pacing.dispatched(events: events, elapsed: elapsed)
+                if pacing.lastDispatchInStream {
                     lastBatch = .now
                 }
                 if woken && events == 0 {
@@ -418,7 +419,7 @@ final class Dispatcher: Sendable {
                     onDeliveriesCreated(true, true)
                 }
 
-                switch pacing.dispatched(events: events, elapsed: elapsed) {
+                switch lockAction {
                 case .none:
                     break
                 case .take:

@@ -50,12 +50,24 @@ struct DispatchPacingTests {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
         // Two events 5 ms after the last dispatch: 400 events/s, below the stream rate.
         #expect(pacing.dispatched(events: 2, elapsed: 0.005) == .none)
+        #expect(!pacing.lastDispatchInStream)
         // A bulk insert after a quiet minute is no stream either.
         #expect(pacing.dispatched(events: 500, elapsed: 60) == .none)
-        #expect(!pacing.isStream(events: 2, elapsed: 0.005))
-        #expect(pacing.isStream(events: 2, elapsed: 0.002))
+        #expect(!pacing.lastDispatchInStream)
         // One event is never a stream, however soon after the last dispatch.
-        #expect(!pacing.isStream(events: 1, elapsed: 0))
+        #expect(pacing.dispatched(events: 1, elapsed: 0) == .none)
+        #expect(pacing.mode == .idle)
+    }
+
+    @Test("steady moderate rate takes no lock")
+    func moderateRateStaysIdle() {
+        var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
+        // At 800 events/s, dispatched on each NOTIFY: mostly one event per 1.25 ms,
+        // then two events in 2 ms, which alone would look like 1,000 events/s.
+        for _ in 0..<10 {
+            #expect(pacing.dispatched(events: 1, elapsed: 0.00125) == .none)
+        }
+        #expect(pacing.dispatched(events: 2, elapsed: 0.002) == .none)
         #expect(pacing.mode == .idle)
     }
 
@@ -78,12 +90,25 @@ struct DispatchPacingTests {
     @Test("rate counts the dispatch's own time")
     func rateCountsDispatchTime() {
         var pacing = busyPacing()
-        // A full poll after a wait of 4 ms that took 4 ms more: 1,000 events/s, so the
+        // Full polls after a wait of 4 ms that took 4 ms more: 1,000 events/s, so the
         // wait stays although a bare count would have doubled it.
-        #expect(pacing.dispatched(events: DispatchPacing.fullPoll, elapsed: 0.008) == .none)
+        for _ in 0..<5 {
+            #expect(pacing.dispatched(events: DispatchPacing.fullPoll, elapsed: 0.008) == .none)
+        }
         #expect(pacing.wait == .fixed(seconds: 0.004))
-        #expect(pacing.dispatched(events: DispatchPacing.fullPoll, elapsed: 0.004) == .none)
-        #expect(pacing.wait == .fixed(seconds: 0.008))
+        // The same polls at 2,500 events/s grow it within a few polls.
+        _ = feed(&pacing, eventsPerSecond: 2500, polls: 6, busy: 0)
+        #expect(pacing.wait == .fixed(seconds: 0.02))
+    }
+
+    @Test("one uneven poll keeps the wait")
+    func unevenPollKeepsWait() {
+        var pacing = busyPacing()
+        _ = feed(&pacing, eventsPerSecond: 1200, polls: 6)
+        #expect(pacing.wait == .fixed(seconds: 0.004))
+        // Ten events in 4.5 ms: 2,222 events/s in this poll alone.
+        #expect(pacing.dispatched(events: 10, elapsed: 0.0045) == .none)
+        #expect(pacing.wait == .fixed(seconds: 0.004))
     }
 
     @Test("slower stream halves the wait down to the start")
@@ -91,16 +116,17 @@ struct DispatchPacingTests {
         var pacing = busyPacing()
         _ = feed(&pacing, eventsPerSecond: 3000, polls: 3)
         #expect(pacing.wait == .fixed(seconds: 0.02))
-        // Between the stream rate and twice it, the wait stays.
-        #expect(feed(&pacing, eventsPerSecond: 1500, polls: 3) == [0.02, 0.02, 0.02])
-        #expect(feed(&pacing, eventsPerSecond: 700, polls: 3) == [0.01, 0.005, 0.004])
+        // Between 1.5 times the stream rate and twice it, the wait stays.
+        #expect(feed(&pacing, eventsPerSecond: 1800, polls: 4) == [0.02, 0.02, 0.02, 0.02])
+        _ = feed(&pacing, eventsPerSecond: 1200, polls: 6)
+        #expect(pacing.mode == .busy(wait: 0.004))
     }
 
     @Test("moderate rate returns to NOTIFY", arguments: [100.0, 200.0, 300.0, 450.0])
     func moderateRateReleases(eventsPerSecond: Double) {
         var pacing = busyPacing()
         _ = feed(&pacing, eventsPerSecond: 3000, polls: 3)
-        _ = feed(&pacing, eventsPerSecond: eventsPerSecond, polls: 8)
+        _ = feed(&pacing, eventsPerSecond: eventsPerSecond, polls: 12)
         #expect(pacing.mode == .settling(retry: DispatchPacing.firstSettleRetry))
         pacing.settled(true)
         #expect(pacing.mode == .idle)
