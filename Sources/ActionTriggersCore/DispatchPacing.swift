@@ -48,8 +48,8 @@ public struct DispatchPacing: Sendable, Equatable {
     /// The first wait between two checks for captures in progress, in seconds.
     public static let firstSettleRetry = 0.001
 
-    /// The events of a poll after a wait of `gatherDelay` from which the wait between
-    /// polls doubles: twice `streamRate`.
+    /// The events per `gatherDelay` at which the wait between polls doubles, twice
+    /// `streamRate`.
     public static let fullPoll = 8
 
     /// The maximum wait between polls while busy, in seconds, and so the maximum time an
@@ -57,7 +57,7 @@ public struct DispatchPacing: Sendable, Equatable {
     public static let maxGatherDelay = 0.02
 
     /// The weight of a dispatch in the recent rate against the one after it.
-    public static let decay = 0.5
+    private static let decay = 0.5
 
     public private(set) var mode: Mode = .idle
     /// The events and seconds of recent dispatches, each weighted by `decay` per later
@@ -97,8 +97,9 @@ public struct DispatchPacing: Sendable, Equatable {
     /// more starts a stream. While busy, an empty poll, or a recent rate below half of
     /// `streamRate` at the first wait, ends it.
     public mutating func dispatched(events: Int, elapsed: Double) -> LockAction {
-        // Dispatches that run back to back would make two events look like a fast stream.
         recentEvents = Double(events) + Self.decay * recentEvents
+        // The floor keeps dispatches that run back to back from making two events look
+        // like a fast stream.
         recentSeconds = max(elapsed, gatherDelay / 4) + Self.decay * recentSeconds
         let rate = recentEvents / recentSeconds
         lastDispatchInStream = events > 1 && rate >= streamRate
