@@ -86,8 +86,7 @@ struct DeliveryAPITests {
         #expect(reply.status == 200, "\(reply.body)")
         #expect(reply.body == #"{"redelivered": 3}"#)
         try await harness.waitUntil("all three succeed") {
-            try harness.database.query(
-                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 3
+            try harness.succeededDeliveries() == 3
         }
     }
 

@@ -87,8 +87,7 @@ struct DjangoExampleTests {
 
         try harness.database.execute(rows)
         try await harness.waitUntil("9 webhooks and 4 broker messages succeed") {
-            try harness.database.query(
-                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 13
+            try harness.succeededDeliveries() == 13
         }
 
         let requests = harness.receiver.requests

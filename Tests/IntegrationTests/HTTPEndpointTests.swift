@@ -75,8 +75,7 @@ struct HTTPEndpointTests {
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('m2', 'm@example.com')")
         _ = try await harness.receiver.waitForRequests(count: 3, timeout: .seconds(20))
         try await harness.waitUntil("both deliveries succeed") {
-            try harness.database.query(
-                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 2
+            try harness.succeededDeliveries() == 2
         }
         let (status, text, response) = try await get(base + "/metrics")
 

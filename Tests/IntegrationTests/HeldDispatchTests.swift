@@ -102,8 +102,7 @@ struct HeldDispatchTests {
         // delivery is written in flight and then updated, although its receipt is fast.
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('next', 'n@example.com')")
         try await harness.waitUntil("both deliveries succeed") {
-            try harness.database.query(
-                "SELECT count(*) AS done FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("done") == 2
+            try harness.succeededDeliveries() == 2
         }
         let deliveries = try harness.database.query("""
             SELECT attempts, last_status_code, \(Self.writtenOnce) AS written_once
@@ -174,8 +173,7 @@ struct HeldDispatchTests {
             SELECT 'part ' || n, 'part@example.com' FROM generate_series(1, 20) AS n
             """)
         try await harness.waitUntil("every delivery succeeds") {
-            try harness.database.query(
-                "SELECT count(*) AS done FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("done") == 20
+            try harness.succeededDeliveries() == 20
         }
 
         let written = try harness.database.query("""
@@ -257,8 +255,7 @@ struct HeldDispatchTests {
             try await Task.sleep(for: .milliseconds(1))
         }
         try await harness.waitUntil("every delivery succeeds") {
-            try harness.database.query(
-                "SELECT count(*) AS done FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("done") == 1501
+            try harness.succeededDeliveries() == 1501
         }
         let held = try await heldDispatches(harness)
         #expect((held["settled"] ?? 0) + (held["timed_out"] ?? 0) > 0, "\(held)")

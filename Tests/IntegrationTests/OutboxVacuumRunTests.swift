@@ -17,8 +17,7 @@ struct OutboxVacuumRunTests {
             SELECT 'customer ' || n, 'c' || n || '@example.com' FROM generate_series(1, 5100) AS n
             """)
         try await harness.waitUntil("every delivery succeeds", timeout: .seconds(90)) {
-            try harness.database.query(
-                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 5100
+            try harness.succeededDeliveries() == 5100
         }
         try await service.waitForLog("component=vacuum msg=\"vacuumed the outbox\"")
 

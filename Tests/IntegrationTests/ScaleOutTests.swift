@@ -23,8 +23,7 @@ struct ScaleOutTests {
             try connection.query("INSERT INTO myapp_customer (name, email) VALUES ($1, 'x@example.com')", ["row-\(index)"])
         }
         try await harness.waitUntil("every row is delivered", timeout: .seconds(30)) {
-            try harness.database.query(
-                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 300
+            try harness.succeededDeliveries() == 300
         }
         try await Task.sleep(for: .milliseconds(300))
 

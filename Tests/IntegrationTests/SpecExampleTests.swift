@@ -87,8 +87,7 @@ struct SpecExampleTests {
         try harness.database.query("INSERT INTO myapp_product (name, description) VALUES ('lamp', 'O''Brien \"VIP\"')")
         let requests = try await harness.receiver.waitForRequests(count: 2, timeout: .seconds(20))
         try await harness.waitUntil("four deliveries succeed") {
-            try harness.database.query(
-                "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n") == 4
+            try harness.succeededDeliveries() == 4
         }
 
         let payload = try harness.database.query("SELECT new_row::text AS row FROM action_triggers.event").singleRow()

@@ -114,6 +114,12 @@ final class Harness {
         try database.query("SELECT status FROM action_triggers.delivery").rows.first?["status"]
     }
 
+    /// Returns the number of deliveries that succeeded.
+    func succeededDeliveries() throws -> Int {
+        try database.query(
+            "SELECT count(*) AS n FROM action_triggers.delivery WHERE status = 'succeeded'").singleRow().int("n")
+    }
+
     /// Returns the requests the receiver got on `path`.
     func requests(to path: String) -> [ReceivedRequest] {
         receiver.requests.filter { $0.path == path }
