@@ -520,12 +520,14 @@ def pipelined_inserts(connection, rows, first_number=0):
                     synced += 1
                 else:
                     message = result.error_message.decode(errors="replace")
-                    raise BenchError(f"a pipelined INSERT failed ({result.status.name}): {message}")
+                    raise BenchError(f"a pipelined INSERT failed ({pq.ExecStatus(result.status).name}): {message}")
     finally:
         selector.close()
-        pgconn.nonblocking = 0
-        pgconn.exit_pipeline_mode()
-        pgconn.exec_(b"DEALLOCATE " + statement)
+    # Only after success: leaving pipeline mode with results pending raises, which
+    # would hide the error of a failed INSERT.
+    pgconn.nonblocking = 0
+    pgconn.exit_pipeline_mode()
+    pgconn.exec_(b"DEALLOCATE " + statement)
     return started, commits
 
 
