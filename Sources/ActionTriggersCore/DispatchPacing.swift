@@ -8,9 +8,9 @@
 /// lock and polls instead, every `gatherDelay` at first. A rate is events over the
 /// seconds since the dispatch before it began, so the time a dispatch itself takes
 /// counts too. It is averaged over recent dispatches, so one uneven poll changes
-/// nothing. The wait doubles, up to `maxGatherDelay`, while events arrive at twice
-/// `streamRate` or faster, because larger batches cost less per event, and halves
-/// while they arrive slower than 1.5 times `streamRate`. A poll that finds nothing,
+/// nothing. The wait doubles, up to `maxGatherDelay`, while events arrive at
+/// `growthRate` or faster, because larger batches cost less per event, and halves
+/// while they arrive slower than `shrinkRate`. A poll that finds nothing,
 /// or one at the first wait that finds less than half of `streamRate`, ends the
 /// stream. The dispatcher then gives the lock up and settles: it waits until no
 /// capture that skipped its NOTIFY is still in progress (its "capturing" lock is
@@ -48,9 +48,20 @@ public struct DispatchPacing: Sendable, Equatable {
     /// The first wait between two checks for captures in progress, in seconds.
     public static let firstSettleRetry = 0.001
 
-    /// The events per `gatherDelay` at which the wait between polls doubles, twice
-    /// `streamRate`.
-    public static let fullPoll = 8
+    /// The events per `gatherDelay` from which dispatches form a stream.
+    public static let streamEvents = 4
+
+    /// The multiple of `streamRate` from which the wait between polls doubles.
+    ///
+    /// Under pgbench on a 2-core machine, a stream of 1,650 to 2,000 events/s kept a
+    /// wait of 4 ms when the wait doubled only from twice `streamRate`. It then took
+    /// about 10 events per dispatch, without holds, and pgbench lost up to 10 % more of
+    /// its TPS than with a wait of 20 ms (docs/benchmarks.md, profile item 23).
+    public static let growthFactor = 1.5
+
+    /// The multiple of `streamRate` below which the wait between polls halves. Between
+    /// it and `growthFactor`, the wait stays as it is.
+    public static let shrinkFactor = 1.25
 
     /// The maximum wait between polls while busy, in seconds, and so the maximum time an
     /// event waits for its dispatch under a stream of writes.
@@ -86,10 +97,22 @@ public struct DispatchPacing: Sendable, Equatable {
         return false
     }
 
-    /// The rate, in events per second, from which dispatches form a stream: half a
-    /// full poll per `gatherDelay` (1,000 events/s with the service's 4 ms).
+    /// The rate, in events per second, from which dispatches form a stream:
+    /// `streamEvents` per `gatherDelay` (1,000 events/s with the service's 4 ms).
     public var streamRate: Double {
-        Double(Self.fullPoll) / 2 / gatherDelay
+        Double(Self.streamEvents) / gatherDelay
+    }
+
+    /// The rate, in events per second, from which the wait between polls doubles
+    /// (1,500 events/s with the service's 4 ms).
+    public var growthRate: Double {
+        Self.growthFactor * streamRate
+    }
+
+    /// The rate, in events per second, below which the wait between polls halves
+    /// (1,250 events/s with the service's 4 ms).
+    public var shrinkRate: Double {
+        Self.shrinkFactor * streamRate
     }
 
     /// Takes the number of events a dispatch took and the seconds since the dispatch
@@ -111,9 +134,9 @@ public struct DispatchPacing: Sendable, Equatable {
                 mode = .settling(retry: Self.firstSettleRetry)
                 return .release
             }
-            if rate >= 2 * streamRate {
+            if rate >= growthRate {
                 mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
-            } else if rate < 1.5 * streamRate {
+            } else if rate < shrinkRate {
                 // A narrow band between halving and doubling: a stream that slowed below
                 // it after a burst gets its short wait back.
                 mode = .busy(wait: max(wait / 2, gatherDelay))

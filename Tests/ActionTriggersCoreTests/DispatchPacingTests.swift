@@ -87,13 +87,22 @@ struct DispatchPacingTests {
         #expect(waits == [0.008, 0.016, 0.02, 0.02, 0.02])
     }
 
+    @Test("rate above growth rate grows the wait", arguments: [1600.0, 1900.0])
+    func growthRateGrowsWait(eventsPerSecond: Double) {
+        var pacing = busyPacing()
+        #expect(pacing.growthRate == 1500)
+        #expect(pacing.shrinkRate == 1250)
+        _ = feed(&pacing, eventsPerSecond: eventsPerSecond, polls: 8)
+        #expect(pacing.wait == .fixed(seconds: DispatchPacing.maxGatherDelay))
+    }
+
     @Test("rate counts the dispatch's own time")
     func rateCountsDispatchTime() {
         var pacing = busyPacing()
-        // Full polls after a wait of 4 ms that took 4 ms more: 1,000 events/s, so the
-        // wait stays although a bare count would have doubled it.
+        // Eight events after a wait of 4 ms that took 4 ms more: 1,000 events/s, so the
+        // wait stays, although eight events in 4 ms alone would have doubled it.
         for _ in 0..<5 {
-            #expect(pacing.dispatched(events: DispatchPacing.fullPoll, elapsed: 0.008) == .none)
+            #expect(pacing.dispatched(events: 2 * DispatchPacing.streamEvents, elapsed: 0.008) == .none)
         }
         #expect(pacing.wait == .fixed(seconds: 0.004))
         // The same polls at 2,500 events/s grow it within a few polls.
@@ -104,10 +113,10 @@ struct DispatchPacingTests {
     @Test("one uneven poll keeps the wait")
     func unevenPollKeepsWait() {
         var pacing = busyPacing()
-        _ = feed(&pacing, eventsPerSecond: 1200, polls: 6)
+        _ = feed(&pacing, eventsPerSecond: 1000, polls: 6)
         #expect(pacing.wait == .fixed(seconds: 0.004))
-        // Ten events in 4.5 ms: 2,222 events/s in this poll alone.
-        #expect(pacing.dispatched(events: 10, elapsed: 0.0045) == .none)
+        // Eight events in 4.5 ms: 1,778 events/s in this poll alone.
+        #expect(pacing.dispatched(events: 8, elapsed: 0.0045) == .none)
         #expect(pacing.wait == .fixed(seconds: 0.004))
     }
 
@@ -116,9 +125,9 @@ struct DispatchPacingTests {
         var pacing = busyPacing()
         _ = feed(&pacing, eventsPerSecond: 3000, polls: 3)
         #expect(pacing.wait == .fixed(seconds: 0.02))
-        // Between 1.5 times the stream rate and twice it, the wait stays.
-        #expect(feed(&pacing, eventsPerSecond: 1800, polls: 4) == [0.02, 0.02, 0.02, 0.02])
-        _ = feed(&pacing, eventsPerSecond: 1200, polls: 6)
+        // Between the shrink rate and the growth rate, the wait stays.
+        #expect(feed(&pacing, eventsPerSecond: 1400, polls: 4) == [0.02, 0.02, 0.02, 0.02])
+        _ = feed(&pacing, eventsPerSecond: 1000, polls: 6)
         #expect(pacing.mode == .busy(wait: 0.004))
     }
 
@@ -132,7 +141,7 @@ struct DispatchPacingTests {
         #expect(pacing.mode == .idle)
     }
 
-    @Test("stream at the first wait stays busy", arguments: [700.0, 1500.0])
+    @Test("stream at the first wait stays busy", arguments: [700.0, 1200.0, 1400.0])
     func streamAtFirstWaitStaysBusy(eventsPerSecond: Double) {
         var pacing = busyPacing()
         #expect(feed(&pacing, eventsPerSecond: eventsPerSecond, polls: 5) == [0.004, 0.004, 0.004, 0.004, 0.004])
