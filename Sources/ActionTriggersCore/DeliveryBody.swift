@@ -10,7 +10,7 @@ public enum DeliveryBody {
         if let renderedPayload {
             return Array(renderedPayload.utf8)
         }
-        guard let row = event.newRow ?? event.oldRow else {
+        guard let row = event.rowImage else {
             throw PayloadError(message: "event \(event.id) has no row image")
         }
         return Array(row.utf8)

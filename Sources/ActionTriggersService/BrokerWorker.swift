@@ -128,7 +128,7 @@ final class BrokerWorker: Sendable {
                 renderedPayload: row["payload"],
                 event: CapturedEvent(
                     id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),
-                    newRow: row["new_row"], oldRow: row["old_row"]))
+                    rowImage: row["row_image"]))
         }
     }
 

@@ -149,7 +149,7 @@ enum DeliveryStore {
         FROM due, action_triggers.event e
         WHERE d.id = due.id AND e.id = d.event_id
         RETURNING d.id, d.event_id, d.attempts, d.attempts - d.retry_base AS retry_attempt, e.signal, e.operation,
-                  e.new_row::text AS new_row, e.old_row::text AS old_row, d.payload::text AS payload, d.timeout_secs,
+                  coalesce(e.new_row, e.old_row)::text AS row_image, d.payload::text AS payload, d.timeout_secs,
                   \(columns)
         """
     }
@@ -271,7 +271,7 @@ enum DeliveryStore {
             urlError: row["url_error"],
             event: CapturedEvent(
                 id: try row.int64("event_id"), signal: signal, operation: try row.string("operation"),
-                newRow: row["new_row"], oldRow: row["old_row"]))
+                rowImage: row["row_image"]))
     }
 
     /// Makes in-flight deliveries of this claim (same attempt) pending and due now, so

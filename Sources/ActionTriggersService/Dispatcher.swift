@@ -248,7 +248,7 @@ final class Dispatcher: Sendable {
         -- One row per delivery claimed at creation, each with the summary; or the summary
         -- alone. The event is read by primary key: its row images are as the batch read them.
         SELECT s.*, c.id, c.event_id, 1 AS attempts, 1 AS retry_attempt, e.signal, e.operation,
-               e.new_row::text AS new_row, e.old_row::text AS old_row, NULL::text AS payload, c.timeout_secs,
+               coalesce(e.new_row, e.old_row)::text AS row_image, NULL::text AS payload, c.timeout_secs,
                c.webhook_id, c.url, c.http_method, c.headers::text AS headers, c.signing_secrets::text AS signing_secrets,
                (SELECT w.ca_bundle FROM action_triggers.webhook w WHERE w.id = c.webhook_id) AS ca_bundle,
                (SELECT u.url_error FROM url_checks u WHERE u.url = c.url) AS url_error, c.held_row

@@ -9,7 +9,7 @@ struct DeliveryHandoffTests {
         ClaimedDelivery(
             id: id, eventID: id, webhookID: 1, attempt: 1, retryAttempt: 1, url: "http://127.0.0.1:1/hook", method: "POST",
             headers: "{}", signingSecrets: nil, caBundle: nil, timeoutSecs: nil, renderedPayload: nil, urlError: nil,
-            event: CapturedEvent(id: id, signal: .postSave, operation: "INSERT", newRow: "{}", oldRow: nil))
+            event: CapturedEvent(id: id, signal: .postSave, operation: "INSERT", rowImage: "{}"))
     }
 
     @Test("reservations never exceed the slots")
