@@ -214,6 +214,18 @@ class Service:
         if self.process is not None and self.process.poll() is not None:
             raise BenchError(f"action-triggers exited with status {self.process.returncode}; see {self.log_path}")
 
+    def metric_samples(self, name):
+        """Returns the samples of one metric from /metrics, as a dict from the label text to the value."""
+        url = f"http://127.0.0.1:{self.suite.service_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                series, _, value = line.rpartition(" ")
+                samples[series[len(name):]] = float(value)
+        return samples
+
     def rss_bytes(self, field="VmRSS"):
         """Returns the resident set size (or another /proc status field in kB) in bytes."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -749,11 +761,16 @@ def measure_pgbench_config(suite, run):
         delivered_by_end = sum(1 for receipt in receipt_times(suite) if receipt <= ended)
         wait_for_receipts(suite, events, key="requests", service=database.service)
         last_receipt = max(receipt_times(suite))
+        # Whether the dispatcher held its dispatches (docs/operations.md, "Held
+        # dispatches"), which decides how often each delivery is written.
+        holds = database.service.metric_samples("action_triggers_held_dispatches_total")
     return {
         "tps": tps,
         "events": events,
         "delivered_during_run_fraction": delivered_by_end / events,
         "last_receipt_after_end_s": last_receipt - ended,
+        "held_dispatches_settled": int(holds.get('{outcome="settled"}', 0)),
+        "held_dispatches_timed_out": int(holds.get('{outcome="timed_out"}', 0)),
         "cpu_percent": usage,
     }
 
