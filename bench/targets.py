@@ -763,14 +763,14 @@ def measure_pgbench_config(suite, run):
         last_receipt = max(receipt_times(suite))
         # Whether the dispatcher held its dispatches (docs/operations.md, "Held
         # dispatches"), which decides how often each delivery is written.
-        holds = database.service.metric_samples("action_triggers_held_dispatches_total")
+        held_samples = database.service.metric_samples("action_triggers_held_dispatches_total")
     return {
         "tps": tps,
         "events": events,
         "delivered_during_run_fraction": delivered_by_end / events,
         "last_receipt_after_end_s": last_receipt - ended,
-        "held_dispatches_settled": int(holds.get('{outcome="settled"}', 0)),
-        "held_dispatches_timed_out": int(holds.get('{outcome="timed_out"}', 0)),
+        "held_dispatches_settled": int(held_samples.get('{outcome="settled"}', 0)),
+        "held_dispatches_timed_out": int(held_samples.get('{outcome="timed_out"}', 0)),
         "cpu_percent": usage,
     }
 
