@@ -88,12 +88,13 @@ struct HeldDispatchTests {
         let harness = try Harness()
         try await harness.startService(settings: holdingAlways(harness))
         try harness.createConfig(harness.exampleOneConfig())
-        harness.receiver.enqueue(.init(status: 200, body: "slow", delay: .milliseconds(1500)))
+        harness.receiver.enqueue(.init(status: 200, body: "slow", delay: .seconds(3)))
 
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('slow', 's@example.com')")
         // The dispatch stops waiting after 20 ms and commits the delivery in flight, so
-        // it shows while the receiver still waits.
-        try await harness.waitUntil("the delivery shows in flight", timeout: .seconds(1)) {
+        // it shows while the receiver still waits. The 3 s of the slow response leave
+        // room for a test process that all the parallel tests slow down.
+        try await harness.waitUntil("the delivery shows in flight", timeout: .milliseconds(2500)) {
             try harness.onlyDeliveryStatus() == "in_flight"
         }
         #expect(harness.receiver.requests.count == 1)
