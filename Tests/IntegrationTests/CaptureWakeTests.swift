@@ -77,6 +77,13 @@ struct CaptureWakeTests {
 
         try setup.harness.database.query(Self.insertCustomer)
         #expect(try setup.notified())
+        // The dispatcher still holds "dispatching", so only the check made the capture notify.
+        let stillDispatching = """
+            SELECT count(*) = 1 AS held FROM pg_locks
+            WHERE locktype = 'advisory' AND classid = \(Dispatcher.advisoryLockClass) AND objid = 1
+              AND pid = pg_backend_pid() AND granted
+            """
+        #expect(try dispatcher.query(stillDispatching).singleRow().bool("held"))
     }
 
     @Test("rolled-back capture sends nothing")
