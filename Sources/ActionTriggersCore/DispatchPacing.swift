@@ -61,7 +61,12 @@ public struct DispatchPacing: Sendable, Equatable {
 
     /// The multiple of `streamRate` below which the wait between polls halves. Between
     /// it and `growthFactor`, the wait stays as it is.
-    public static let shrinkFactor = 1.25
+    ///
+    /// The rate of a few polls of a few events each varies by 10 % or more, so a steady
+    /// stream crosses the growth rate now and then. With a wide band, the wait then
+    /// stayed grown: at 1,250, a steady 1,400 events/s kept a p50 from commit to receipt
+    /// of 15 ms instead of 5 ms.
+    public static let shrinkFactor = 1.45
 
     /// The maximum wait between polls while busy, in seconds, and so the maximum time an
     /// event waits for its dispatch under a stream of writes.
@@ -110,7 +115,7 @@ public struct DispatchPacing: Sendable, Equatable {
     }
 
     /// The rate, in events per second, below which the wait between polls halves
-    /// (1,250 events/s with the service's 4 ms).
+    /// (1,450 events/s with the service's 4 ms).
     public var shrinkRate: Double {
         Self.shrinkFactor * streamRate
     }

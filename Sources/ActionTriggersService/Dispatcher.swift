@@ -676,7 +676,7 @@ final class Dispatcher: Sendable {
 
     /// Returns whether the next dispatches may hold, by the `dispatch_hold` setting. By
     /// default only a dense stream of events pays for holds with its latency: one fast
-    /// enough (1,500 events/s, often 1,250) that `DispatchPacing` has grown the wait between
+    /// enough (1,500 events/s or more) that `DispatchPacing` has grown the wait between
     /// polls. There holds save CPU, and that wait takes them in. At a
     /// steady 200 events/s, holds in every poll kept the dispatcher polling and made
     /// the p99 latency 5 to 7 ms instead of 2 to 6 ms. Under pgbench, holds at the

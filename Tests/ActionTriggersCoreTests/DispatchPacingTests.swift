@@ -87,11 +87,25 @@ struct DispatchPacingTests {
         #expect(waits == [0.008, 0.016, 0.02, 0.02, 0.02])
     }
 
+    @Test("steady rate below growth rate keeps a short wait")
+    func steadyRateBelowGrowthRate() {
+        var pacing = busyPacing()
+        _ = feed(&pacing, eventsPerSecond: 1400, polls: 6)
+        #expect(pacing.wait == .fixed(seconds: 0.004))
+        // Two polls of 8 events in 5 ms each (1,600 events/s) grow the wait, and a steady
+        // 1,400 events/s after them brings it back.
+        #expect(pacing.dispatched(events: 8, elapsed: 0.005) == .none)
+        #expect(pacing.dispatched(events: 8, elapsed: 0.005) == .none)
+        #expect(pacing.wait != .fixed(seconds: 0.004))
+        _ = feed(&pacing, eventsPerSecond: 1400, polls: 8)
+        #expect(pacing.wait == .fixed(seconds: 0.004))
+    }
+
     @Test("rate above growth rate grows the wait", arguments: [1600.0, 1900.0])
     func growthRateGrowsWait(eventsPerSecond: Double) {
         var pacing = busyPacing()
         #expect(pacing.growthRate == 1500)
-        #expect(pacing.shrinkRate == 1250)
+        #expect(pacing.shrinkRate == 1450)
         _ = feed(&pacing, eventsPerSecond: eventsPerSecond, polls: 8)
         #expect(pacing.wait == .fixed(seconds: DispatchPacing.maxGatherDelay))
     }
@@ -126,7 +140,7 @@ struct DispatchPacingTests {
         _ = feed(&pacing, eventsPerSecond: 3000, polls: 3)
         #expect(pacing.wait == .fixed(seconds: 0.02))
         // Between the shrink rate and the growth rate, the wait stays.
-        #expect(feed(&pacing, eventsPerSecond: 1400, polls: 4) == [0.02, 0.02, 0.02, 0.02])
+        #expect(feed(&pacing, eventsPerSecond: 1480, polls: 4) == [0.02, 0.02, 0.02, 0.02])
         _ = feed(&pacing, eventsPerSecond: 1000, polls: 6)
         #expect(pacing.mode == .busy(wait: 0.004))
     }
