@@ -64,8 +64,8 @@ public struct DispatchPacing: Sendable, Equatable {
     ///
     /// The rate of a few polls of a few events each varies by 10 % or more, so a steady
     /// stream crosses the growth rate now and then. With a wide band, the wait then
-    /// stayed grown: at 1,250, a steady 1,400 events/s kept a p50 from commit to receipt
-    /// of 15 ms instead of 5 ms.
+    /// stayed grown: with a factor of 1.25, a steady 1,400 events/s kept a p50 from
+    /// commit to receipt of 15 ms instead of 5 ms.
     public static let shrinkFactor = 1.45
 
     /// The maximum wait between polls while busy, in seconds, and so the maximum time an
@@ -142,8 +142,9 @@ public struct DispatchPacing: Sendable, Equatable {
             if rate >= growthRate {
                 mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
             } else if rate < shrinkRate {
-                // A narrow band between halving and doubling: a stream that slowed below
-                // it after a burst gets its short wait back.
+                // The band between halving and doubling is narrow, so a stream that slowed
+                // after a burst, or crossed the growth rate for a moment, gets its short
+                // wait back.
                 mode = .busy(wait: max(wait / 2, gatherDelay))
             }
             return .none

@@ -92,8 +92,8 @@ struct HeldDispatchTests {
 
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('slow', 's@example.com')")
         // The dispatch stops waiting after 20 ms and commits the delivery in flight, so
-        // it shows while the receiver still waits. The 3 s of the slow response leave
-        // room for a test process that all the parallel tests slow down.
+        // it shows while the receiver still waits. The slow response takes 3 s, so the
+        // check still finds it in flight when the parallel tests stall this process.
         try await harness.waitUntil("the delivery shows in flight", timeout: .milliseconds(2500)) {
             try harness.onlyDeliveryStatus() == "in_flight"
         }
