@@ -635,7 +635,11 @@ def measure_django_ours_config(suite, run):
     with Database(suite, f"bench_django_ours_config_{run}", PLAIN_TEMPLATE, [config]) as database:
         database.start_service()
         figures, commit_times, cpu = django_saves(suite, database, False, database.service)
-        return finish_delivered(suite, figures, commit_times, cpu, database.service)
+        figures = finish_delivered(suite, figures, commit_times, cpu, database.service)
+        held_samples = database.service.metric_samples("action_triggers_held_dispatches_total")
+        figures["held_dispatches_settled"] = int(held_samples.get('{outcome="settled"}', 0))
+        figures["held_dispatches_timed_out"] = int(held_samples.get('{outcome="timed_out"}', 0))
+        return figures
 
 
 def measure_django_bound(suite, run, consumer):
