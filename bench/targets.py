@@ -226,6 +226,18 @@ class Service:
                 samples[series[len(name):]] = float(value)
         return samples
 
+    def held_dispatches(self):
+        """Returns the held dispatch counts from /metrics, settled and timed out.
+
+        They show whether the dispatcher held its dispatches (docs/operations.md,
+        "Held dispatches"), which decides how often each delivery is written.
+        """
+        samples = self.metric_samples("action_triggers_held_dispatches_total")
+        return {
+            "held_dispatches_settled": int(samples.get('{outcome="settled"}', 0)),
+            "held_dispatches_timed_out": int(samples.get('{outcome="timed_out"}', 0)),
+        }
+
     def rss_bytes(self, field="VmRSS"):
         """Returns the resident set size (or another /proc status field in kB) in bytes."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -636,9 +648,7 @@ def measure_django_ours_config(suite, run):
         database.start_service()
         figures, commit_times, cpu = django_saves(suite, database, False, database.service)
         figures = finish_delivered(suite, figures, commit_times, cpu, database.service)
-        held_samples = database.service.metric_samples("action_triggers_held_dispatches_total")
-        figures["held_dispatches_settled"] = int(held_samples.get('{outcome="settled"}', 0))
-        figures["held_dispatches_timed_out"] = int(held_samples.get('{outcome="timed_out"}', 0))
+        figures.update(database.service.held_dispatches())
         return figures
 
 
@@ -776,16 +786,13 @@ def measure_pgbench_config(suite, run):
         delivered_by_end = sum(1 for receipt in receipt_times(suite) if receipt <= ended)
         wait_for_receipts(suite, events, key="requests", service=database.service)
         last_receipt = max(receipt_times(suite))
-        # Whether the dispatcher held its dispatches (docs/operations.md, "Held
-        # dispatches"), which decides how often each delivery is written.
-        held_samples = database.service.metric_samples("action_triggers_held_dispatches_total")
+        held = database.service.held_dispatches()
     return {
         "tps": tps,
         "events": events,
         "delivered_during_run_fraction": delivered_by_end / events,
         "last_receipt_after_end_s": last_receipt - ended,
-        "held_dispatches_settled": int(held_samples.get('{outcome="settled"}', 0)),
-        "held_dispatches_timed_out": int(held_samples.get('{outcome="timed_out"}', 0)),
+        **held,
         "cpu_percent": usage,
     }
 
