@@ -9,8 +9,10 @@
 /// seconds since the dispatch before it began, so the time a dispatch itself takes
 /// counts too. It is averaged over recent dispatches, so one uneven poll changes
 /// nothing. The wait doubles, up to `maxGatherDelay`, while events arrive at
-/// `growthRate` or faster, because larger batches cost less per event, and halves
-/// while they arrive slower than `shrinkRate`. A poll that finds nothing,
+/// `growthRate` or faster, or while the dispatches take `growthShare` or more of the
+/// time, because larger batches cost less per event. It halves while events arrive
+/// slower than `shrinkRate` and the dispatches take less than `shrinkShare` of the
+/// time. A poll that finds nothing,
 /// or one at the first wait that finds less than half of `streamRate`, ends the
 /// stream. The dispatcher then gives the lock up and settles: it waits until no
 /// capture that skipped its NOTIFY is still in progress (its "capturing" lock is
@@ -68,6 +70,22 @@ public struct DispatchPacing: Sendable, Equatable {
     /// commit to receipt of 15 ms instead of 5 ms.
     public static let shrinkFactor = 1.45
 
+    /// The share of the time that dispatches take, averaged as the rate is, from which the
+    /// wait between polls doubles whatever the rate. Each dispatch costs PostgreSQL a fixed
+    /// part besides its events, so where dispatches are slow, because the machine is slow
+    /// or busy, a short wait spends a large share of a core on that fixed part.
+    ///
+    /// On a 2-core machine where pgbench made 1,500 to 1,650 TPS without a config, the
+    /// dispatches took 0.42 to 0.61 of the time under pgbench with the service, at 700 to
+    /// 1,000 events/s and a wait of 4 ms. The wait never grew, and the dispatcher's
+    /// backend used 26 to 28 % of a core (docs/benchmarks.md, profile item 25).
+    public static let growthShare = 0.25
+
+    /// The share of the time that dispatches take below which a wait between polls may
+    /// halve, together with a rate below `shrinkRate`. It is half of `growthShare`,
+    /// because doubling the wait takes the share down by half at most.
+    public static let shrinkShare = 0.125
+
     /// The maximum wait between polls while busy, in seconds, and so the maximum time an
     /// event waits for its dispatch under a stream of writes.
     public static let maxGatherDelay = 0.02
@@ -80,6 +98,8 @@ public struct DispatchPacing: Sendable, Equatable {
     /// dispatch; their ratio is the recent rate.
     private var recentEvents = 0.0
     private var recentSeconds = 0.0
+    /// The seconds that recent dispatches took, weighted as `recentSeconds` is.
+    private var recentBusySeconds = 0.0
     /// Whether the last dispatch was part of a stream: several events, at a recent
     /// rate of `streamRate` or faster.
     public private(set) var lastDispatchInStream = false
@@ -120,16 +140,20 @@ public struct DispatchPacing: Sendable, Equatable {
         Self.shrinkFactor * streamRate
     }
 
-    /// Takes the number of events a dispatch took and the seconds since the dispatch
-    /// before it began. A dispatch of several events at a recent rate of `streamRate` or
-    /// more starts a stream. While busy, an empty poll, or a recent rate below half of
+    /// Takes the number of events a dispatch took, the seconds since the dispatch before
+    /// it began, and the seconds the dispatch itself took, without time spent waiting for
+    /// webhook responses. A dispatch of several events at a recent rate of `streamRate`
+    /// or more starts a stream. While busy, an empty poll, or a recent rate below half of
     /// `streamRate` at the first wait, ends it.
-    public mutating func dispatched(events: Int, elapsed: Double) -> LockAction {
+    public mutating func dispatched(events: Int, elapsed: Double, busy: Double) -> LockAction {
         recentEvents = Double(events) + Self.decay * recentEvents
         // The floor keeps dispatches that run back to back from making two events look
         // like a fast stream.
-        recentSeconds = max(elapsed, gatherDelay / 4) + Self.decay * recentSeconds
+        let seconds = max(elapsed, gatherDelay / 4)
+        recentSeconds = seconds + Self.decay * recentSeconds
+        recentBusySeconds = min(max(busy, 0), seconds) + Self.decay * recentBusySeconds
         let rate = recentEvents / recentSeconds
+        let share = recentBusySeconds / recentSeconds
         lastDispatchInStream = events > 1 && rate >= streamRate
         switch mode {
         case .idle, .settling:
@@ -139,9 +163,9 @@ public struct DispatchPacing: Sendable, Equatable {
                 mode = .settling(retry: Self.firstSettleRetry)
                 return .release
             }
-            if rate >= growthRate {
+            if rate >= growthRate || share >= Self.growthShare {
                 mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
-            } else if rate < shrinkRate {
+            } else if rate < shrinkRate && share < Self.shrinkShare {
                 // The band between halving and doubling is narrow, so a stream that slowed
                 // after a burst, or crossed the growth rate for a moment, gets its short
                 // wait back.

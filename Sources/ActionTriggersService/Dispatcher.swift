@@ -408,7 +408,8 @@ final class Dispatcher: Sendable {
                 lastDispatch = dispatchStart
                 let (events, heldFor) = try dispatchAll(
                     connection, holdPolicy: &holdPolicy, mayHold: Self.mayHold(settings.dispatchHold, pacing: pacing))
-                let lockAction = pacing.dispatched(events: events, elapsed: elapsed)
+                let busy = (ContinuousClock.now - dispatchStart).seconds - heldFor
+                let lockAction = pacing.dispatched(events: events, elapsed: elapsed, busy: busy)
                 if pacing.lastDispatchInStream {
                     lastBatch = .now
                 }
@@ -675,9 +676,10 @@ final class Dispatcher: Sendable {
     }
 
     /// Returns whether the next dispatches may hold, by the `dispatch_hold` setting. By
-    /// default only a dense stream of events pays for holds with its latency: one fast
-    /// enough (1,500 events/s or more) that `DispatchPacing` has grown the wait between
-    /// polls. There holds save CPU, and that wait takes them in. At a
+    /// default only a dense stream of events pays for holds with its latency: one for
+    /// which `DispatchPacing` has grown the wait between polls, because it is fast
+    /// (1,500 events/s or more) or its dispatches are slow. There holds save CPU, and
+    /// that wait takes them in. At a
     /// steady 200 events/s, holds in every poll kept the dispatcher polling and made
     /// the p99 latency 5 to 7 ms instead of 2 to 6 ms. Under pgbench, holds at the
     /// first wait of 4 ms, of 13 to 38 events each, cost more TPS than no holds.

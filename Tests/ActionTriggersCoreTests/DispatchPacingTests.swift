@@ -5,7 +5,7 @@ import Testing
 struct DispatchPacingTests {
     func busyPacing() -> DispatchPacing {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
-        #expect(pacing.dispatched(events: 2, elapsed: 0.001) == .take)
+        #expect(pacing.dispatched(events: 2, elapsed: 0.001, busy: 0) == .take)
         pacing.lockTaken(true)
         return pacing
     }
@@ -19,7 +19,7 @@ struct DispatchPacingTests {
                 break
             }
             let elapsed = wait + busy
-            _ = pacing.dispatched(events: max(1, Int(eventsPerSecond * elapsed)), elapsed: elapsed)
+            _ = pacing.dispatched(events: max(1, Int(eventsPerSecond * elapsed)), elapsed: elapsed, busy: busy)
             if case .busy(let next) = pacing.mode {
                 waits.append(next)
             }
@@ -30,8 +30,8 @@ struct DispatchPacingTests {
     @Test("idle waits for a wake-up or the poll")
     func idleWaitsForWake() {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
-        #expect(pacing.dispatched(events: 0, elapsed: 5) == .none)
-        #expect(pacing.dispatched(events: 1, elapsed: 0.001) == .none)
+        #expect(pacing.dispatched(events: 0, elapsed: 5, busy: 0) == .none)
+        #expect(pacing.dispatched(events: 1, elapsed: 0.001, busy: 0) == .none)
         #expect(pacing.mode == .idle)
         #expect(pacing.wait == .untilWoken(timeout: 5))
         #expect(!pacing.mustSettle)
@@ -49,13 +49,13 @@ struct DispatchPacingTests {
     func slowEventsStayIdle() {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
         // Two events 5 ms after the last dispatch: 400 events/s, below the stream rate.
-        #expect(pacing.dispatched(events: 2, elapsed: 0.005) == .none)
+        #expect(pacing.dispatched(events: 2, elapsed: 0.005, busy: 0) == .none)
         #expect(!pacing.lastDispatchInStream)
         // A bulk insert after a quiet minute is no stream either.
-        #expect(pacing.dispatched(events: 500, elapsed: 60) == .none)
+        #expect(pacing.dispatched(events: 500, elapsed: 60, busy: 0) == .none)
         #expect(!pacing.lastDispatchInStream)
         // One event is never a stream, however soon after the last dispatch.
-        #expect(pacing.dispatched(events: 1, elapsed: 0) == .none)
+        #expect(pacing.dispatched(events: 1, elapsed: 0, busy: 0) == .none)
         #expect(pacing.mode == .idle)
     }
 
@@ -65,19 +65,19 @@ struct DispatchPacingTests {
         // At 800 events/s, dispatched on each NOTIFY: mostly one event per 1.25 ms,
         // then two events in 2 ms, which alone would look like 1,000 events/s.
         for _ in 0..<10 {
-            #expect(pacing.dispatched(events: 1, elapsed: 0.00125) == .none)
+            #expect(pacing.dispatched(events: 1, elapsed: 0.00125, busy: 0) == .none)
         }
-        #expect(pacing.dispatched(events: 2, elapsed: 0.002) == .none)
+        #expect(pacing.dispatched(events: 2, elapsed: 0.002, busy: 0) == .none)
         #expect(pacing.mode == .idle)
     }
 
     @Test("lock held elsewhere stays idle")
     func lockNotTaken() {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
-        #expect(pacing.dispatched(events: 40, elapsed: 0.004) == .take)
+        #expect(pacing.dispatched(events: 40, elapsed: 0.004, busy: 0) == .take)
         pacing.lockTaken(false)
         #expect(pacing.mode == .idle)
-        #expect(pacing.dispatched(events: 3, elapsed: 0.002) == .take)
+        #expect(pacing.dispatched(events: 3, elapsed: 0.002, busy: 0) == .take)
     }
 
     @Test("fast stream doubles the wait up to the cap")
@@ -94,8 +94,8 @@ struct DispatchPacingTests {
         #expect(pacing.wait == .fixed(seconds: 0.004))
         // Two polls of 8 events in 5 ms each (1,600 events/s) grow the wait, and a steady
         // 1,400 events/s after them brings it back.
-        #expect(pacing.dispatched(events: 8, elapsed: 0.005) == .none)
-        #expect(pacing.dispatched(events: 8, elapsed: 0.005) == .none)
+        #expect(pacing.dispatched(events: 8, elapsed: 0.005, busy: 0) == .none)
+        #expect(pacing.dispatched(events: 8, elapsed: 0.005, busy: 0) == .none)
         #expect(pacing.wait != .fixed(seconds: 0.004))
         _ = feed(&pacing, eventsPerSecond: 1400, polls: 8)
         #expect(pacing.wait == .fixed(seconds: 0.004))
@@ -113,15 +113,56 @@ struct DispatchPacingTests {
     @Test("rate counts the dispatch's own time")
     func rateCountsDispatchTime() {
         var pacing = busyPacing()
-        // Eight events after a wait of 4 ms that took 4 ms more: 1,000 events/s, so the
-        // wait stays, although eight events in 4 ms alone would have doubled it.
+        // Eight events after a wait of 4 ms and a dispatch that took 4 ms more, waiting
+        // for webhook responses in a hold, which is no dispatch time: 1,000 events/s, so
+        // the wait stays, although eight events in 4 ms alone would have doubled it.
         for _ in 0..<5 {
-            #expect(pacing.dispatched(events: 2 * DispatchPacing.streamEvents, elapsed: 0.008) == .none)
+            #expect(pacing.dispatched(events: 2 * DispatchPacing.streamEvents, elapsed: 0.008, busy: 0) == .none)
         }
         #expect(pacing.wait == .fixed(seconds: 0.004))
         // The same polls at 2,500 events/s grow it within a few polls.
         _ = feed(&pacing, eventsPerSecond: 2500, polls: 6, busy: 0)
         #expect(pacing.wait == .fixed(seconds: 0.02))
+    }
+
+    @Test("slow dispatches grow the wait")
+    func slowDispatchesGrowWait() {
+        var pacing = busyPacing()
+        // 1,000 events/s, below the growth rate, with dispatches of 3 ms: 0.43 of the
+        // time at a wait of 4 ms, 0.27 at 8 ms and 0.16 at 16 ms, where it stays.
+        let waits = feed(&pacing, eventsPerSecond: 1000, polls: 6, busy: 0.003)
+        #expect(waits == [0.008, 0.016, 0.016, 0.016, 0.016, 0.016])
+    }
+
+    @Test("fast dispatches keep the short wait")
+    func fastDispatchesKeepWait() {
+        var pacing = busyPacing()
+        // The same rate with dispatches of 1 ms: 0.2 of the time.
+        let waits = feed(&pacing, eventsPerSecond: 1000, polls: 6, busy: 0.001)
+        #expect(waits == Array(repeating: 0.004, count: 6))
+    }
+
+    @Test("dispatches that speed up halve the wait")
+    func fasterDispatchesHalveWait() {
+        var pacing = busyPacing()
+        _ = feed(&pacing, eventsPerSecond: 1000, polls: 4, busy: 0.003)
+        #expect(pacing.wait == .fixed(seconds: 0.016))
+        // Dispatches of 0.5 ms at 16 ms are 0.03 of the time, and the rate is below the
+        // shrink rate, so the wait halves back to the start.
+        _ = feed(&pacing, eventsPerSecond: 1000, polls: 8, busy: 0.0005)
+        #expect(pacing.wait == .fixed(seconds: 0.004))
+    }
+
+    @Test("slow dispatches start no stream")
+    func slowDispatchesStayIdle() {
+        var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
+        // 400 events/s, two per NOTIFY, with dispatches that take most of the time: the
+        // share grows only the wait of a stream, so each event is still dispatched on
+        // its NOTIFY.
+        for _ in 0..<10 {
+            #expect(pacing.dispatched(events: 2, elapsed: 0.005, busy: 0.004) == .none)
+        }
+        #expect(pacing.mode == .idle)
     }
 
     @Test("one uneven poll keeps the wait")
@@ -130,7 +171,7 @@ struct DispatchPacingTests {
         _ = feed(&pacing, eventsPerSecond: 1000, polls: 6)
         #expect(pacing.wait == .fixed(seconds: 0.004))
         // Eight events in 4.5 ms: 1,778 events/s in this poll alone.
-        #expect(pacing.dispatched(events: 8, elapsed: 0.0045) == .none)
+        #expect(pacing.dispatched(events: 8, elapsed: 0.0045, busy: 0) == .none)
         #expect(pacing.wait == .fixed(seconds: 0.004))
     }
 
@@ -164,7 +205,7 @@ struct DispatchPacingTests {
     @Test("empty poll releases and settles")
     func emptyPollReleases() {
         var pacing = busyPacing()
-        #expect(pacing.dispatched(events: 0, elapsed: 0.004) == .release)
+        #expect(pacing.dispatched(events: 0, elapsed: 0.004, busy: 0) == .release)
         #expect(pacing.mode == .settling(retry: DispatchPacing.firstSettleRetry))
         #expect(pacing.mustSettle)
         #expect(pacing.wait == .untilWoken(timeout: DispatchPacing.firstSettleRetry))
@@ -173,7 +214,7 @@ struct DispatchPacingTests {
     @Test("settling retries back off to the poll")
     func settlingBacksOff() {
         var pacing = busyPacing()
-        _ = pacing.dispatched(events: 0, elapsed: 0.004)
+        _ = pacing.dispatched(events: 0, elapsed: 0.004, busy: 0)
         var retries: [Double] = []
         for _ in 0..<16 {
             pacing.settled(false)
@@ -185,14 +226,14 @@ struct DispatchPacingTests {
         }
         #expect(Array(retries.prefix(3)) == [0.002, 0.004, 0.008])
         #expect(retries.last == 5)
-        #expect(pacing.dispatched(events: 1, elapsed: 0.001) == .none)
+        #expect(pacing.dispatched(events: 1, elapsed: 0.001, busy: 0) == .none)
         #expect(pacing.mustSettle)
     }
 
     @Test("settled check returns to idle")
     func settledReturnsIdle() {
         var pacing = busyPacing()
-        _ = pacing.dispatched(events: 0, elapsed: 0.004)
+        _ = pacing.dispatched(events: 0, elapsed: 0.004, busy: 0)
         pacing.settled(true)
         #expect(pacing.mode == .idle)
         #expect(!pacing.mustSettle)
@@ -204,8 +245,8 @@ struct DispatchPacingTests {
     @Test("stream while settling takes the lock again")
     func streamWhileSettling() {
         var pacing = busyPacing()
-        _ = pacing.dispatched(events: 0, elapsed: 0.004)
-        #expect(pacing.dispatched(events: 5, elapsed: 0.002) == .take)
+        _ = pacing.dispatched(events: 0, elapsed: 0.004, busy: 0)
+        #expect(pacing.dispatched(events: 5, elapsed: 0.002, busy: 0) == .take)
         pacing.lockTaken(true)
         #expect(pacing.mode == .busy(wait: 0.004))
     }
