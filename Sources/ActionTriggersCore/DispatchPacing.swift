@@ -9,12 +9,12 @@
 /// seconds since the dispatch before it began, so the time a dispatch itself takes
 /// counts too. It is averaged over recent dispatches, so one uneven poll changes
 /// nothing. The wait doubles, up to `maxGatherDelay`, while events arrive at
-/// `growthRate` or faster, or while the dispatches take `growthShare` or more of the
-/// time, because larger batches cost less per event. It halves while events arrive
-/// slower than `shrinkRate` and the dispatches take less than `shrinkShare` of the
-/// time. A poll that finds nothing,
-/// or one at the first wait that finds less than half of `streamRate`, ends the
-/// stream. The dispatcher then gives the lock up and settles: it waits until no
+/// `growthRate` or faster, because larger batches cost less per event. From half of
+/// `streamRate` on, it also doubles while the dispatches take `growthShare` or more of
+/// the time. It halves while events arrive slower than `shrinkRate`, unless the
+/// dispatches take `shrinkShare` or more of the time at half of `streamRate` or
+/// faster. A poll that finds nothing, or one at the first wait that finds less than
+/// half of `streamRate`, ends the stream. The dispatcher then gives the lock up and settles: it waits until no
 /// capture that skipped its NOTIFY is still in progress (its "capturing" lock is
 /// free), dispatches once more, and only then sleeps until a NOTIFY or the poll
 /// interval. So below half of `streamRate`, each event is dispatched when its NOTIFY
@@ -71,7 +71,7 @@ public struct DispatchPacing: Sendable, Equatable {
     public static let shrinkFactor = 1.45
 
     /// The share of the time that dispatches take, averaged as the rate is, from which the
-    /// wait between polls doubles whatever the rate. Each dispatch costs PostgreSQL a fixed
+    /// wait between polls doubles at any rate from half of `streamRate` on. Each dispatch costs PostgreSQL a fixed
     /// part besides its events, so where dispatches are slow, because the machine is slow
     /// or busy, a short wait spends a large share of a core on that fixed part.
     ///
@@ -163,9 +163,12 @@ public struct DispatchPacing: Sendable, Equatable {
                 mode = .settling(retry: Self.firstSettleRetry)
                 return .release
             }
-            if rate >= growthRate || share >= Self.growthShare {
+            // Below half of `streamRate` the share counts for nothing, so a slow stream gets
+            // its first wait back and then ends, even where every dispatch is slow.
+            let shareCounts = rate >= streamRate / 2
+            if rate >= growthRate || (shareCounts && share >= Self.growthShare) {
                 mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
-            } else if rate < shrinkRate && share < Self.shrinkShare {
+            } else if rate < shrinkRate && !(shareCounts && share >= Self.shrinkShare) {
                 // The band between halving and doubling is narrow, so a stream that slowed
                 // after a burst, or crossed the growth rate for a moment, gets its short
                 // wait back.

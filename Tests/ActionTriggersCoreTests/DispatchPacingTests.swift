@@ -153,6 +153,26 @@ struct DispatchPacingTests {
         #expect(pacing.wait == .fixed(seconds: 0.004))
     }
 
+    @Test("slow dispatches at a low rate end the stream")
+    func slowDispatchesAtLowRateRelease() {
+        var pacing = busyPacing()
+        _ = feed(&pacing, eventsPerSecond: 1000, polls: 4, busy: 0.003)
+        #expect(pacing.wait == .fixed(seconds: 0.016))
+        // At 200 events/s, with dispatches as slow as before, the wait halves back to
+        // the start, and a poll there releases the lock.
+        var actions: [DispatchPacing.LockAction] = []
+        for _ in 0..<10 {
+            guard case .busy(let wait) = pacing.mode else {
+                break
+            }
+            let elapsed = wait + 0.003
+            actions.append(pacing.dispatched(events: max(1, Int(200 * elapsed)), elapsed: elapsed, busy: 0.003))
+        }
+        #expect(actions.last == .release)
+        #expect(actions.count <= 6)
+        #expect(pacing.mustSettle)
+    }
+
     @Test("slow dispatches start no stream")
     func slowDispatchesStayIdle() {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
