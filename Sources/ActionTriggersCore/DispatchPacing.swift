@@ -70,20 +70,26 @@ public struct DispatchPacing: Sendable, Equatable {
     /// commit to receipt of 15 ms instead of 5 ms.
     public static let shrinkFactor = 1.45
 
-    /// The share of the time that dispatches take, averaged as the rate is, from which the
-    /// wait between polls doubles at any rate from half of `streamRate` on. Each dispatch costs PostgreSQL a fixed
-    /// part besides its events, so where dispatches are slow, because the machine is slow
-    /// or busy, a short wait spends a large share of a core on that fixed part.
+    /// The share of the time that dispatches take, each with the wait before it, from
+    /// which the wait between polls doubles at any rate from half of `streamRate` on.
+    /// Each dispatch costs PostgreSQL a fixed part besides its events, so where dispatches
+    /// are slow, because the machine is slow or busy, a short wait spends a large share
+    /// of a core on that fixed part.
     ///
-    /// On a 2-core machine where pgbench made 1,500 to 1,650 TPS without a config, the
+    /// On a 2-core machine where pgbench made 1,130 to 1,670 TPS without a config, the
     /// dispatches took 0.42 to 0.61 of the time under pgbench with the service, at 700 to
     /// 1,000 events/s and a wait of 4 ms. The wait never grew, and the dispatcher's
-    /// backend used 26 to 28 % of a core (docs/benchmarks.md, profile item 25).
+    /// backend used 26 to 40.5 % of a core (docs/benchmarks.md, profile item 25).
     public static let growthShare = 0.25
 
     /// The share of the time that dispatches take below which a wait between polls may
     /// halve, together with a rate below `shrinkRate`. It is half of `growthShare`,
-    /// because doubling the wait takes the share down by half at most.
+    /// because doubling the wait takes the share down by half at most, so a wait that
+    /// grew by the share does not halve at the next poll.
+    ///
+    /// NOTE: Where the per-event part of a dispatch outweighs its fixed part, the share
+    /// hardly falls as the wait grows, so the wait grows to `maxGatherDelay` and stays,
+    /// although larger batches then save little.
     public static let shrinkShare = 0.125
 
     /// The maximum wait between polls while busy, in seconds, and so the maximum time an
@@ -98,8 +104,10 @@ public struct DispatchPacing: Sendable, Equatable {
     /// dispatch; their ratio is the recent rate.
     private var recentEvents = 0.0
     private var recentSeconds = 0.0
-    /// The seconds that recent dispatches took, weighted as `recentSeconds` is.
-    private var recentBusySeconds = 0.0
+    /// The seconds that the dispatches of the current stream took, and the same plus
+    /// the wait before each, weighted as `recentSeconds` is; their ratio is the share.
+    private var streamBusySeconds = 0.0
+    private var streamCycleSeconds = 0.0
     /// Whether the last dispatch was part of a stream: several events, at a recent
     /// rate of `streamRate` or faster.
     public private(set) var lastDispatchInStream = false
@@ -149,16 +157,19 @@ public struct DispatchPacing: Sendable, Equatable {
         recentEvents = Double(events) + Self.decay * recentEvents
         // The floor keeps dispatches that run back to back from making two events look
         // like a fast stream.
-        let seconds = max(elapsed, gatherDelay / 4)
-        recentSeconds = seconds + Self.decay * recentSeconds
-        recentBusySeconds = min(max(busy, 0), seconds) + Self.decay * recentBusySeconds
+        recentSeconds = max(elapsed, gatherDelay / 4) + Self.decay * recentSeconds
         let rate = recentEvents / recentSeconds
-        let share = recentBusySeconds / recentSeconds
         lastDispatchInStream = events > 1 && rate >= streamRate
         switch mode {
         case .idle, .settling:
             return lastDispatchInStream ? .take : .none
         case .busy(let wait):
+            // The share pairs each dispatch with the wait before it, and leaves out time
+            // spent in holds, which stands in for that wait.
+            let busy = busy.isFinite ? max(busy, 0) : 0
+            streamBusySeconds = busy + Self.decay * streamBusySeconds
+            streamCycleSeconds = busy + wait + Self.decay * streamCycleSeconds
+            let share = streamBusySeconds / streamCycleSeconds
             if events == 0 || (wait <= gatherDelay && rate < streamRate / 2) {
                 mode = .settling(retry: Self.firstSettleRetry)
                 return .release
@@ -183,6 +194,8 @@ public struct DispatchPacing: Sendable, Equatable {
     public mutating func lockTaken(_ taken: Bool) {
         if taken {
             mode = .busy(wait: gatherDelay)
+            streamBusySeconds = 0
+            streamCycleSeconds = 0
         }
     }
 

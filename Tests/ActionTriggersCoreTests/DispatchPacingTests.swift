@@ -173,6 +173,43 @@ struct DispatchPacingTests {
         #expect(pacing.mustSettle)
     }
 
+    @Test("hold time leaves the share")
+    func holdTimeLeavesShare() {
+        var pacing = busyPacing()
+        _ = feed(&pacing, eventsPerSecond: 1000, polls: 3, busy: 0.002)
+        #expect(pacing.wait == .fixed(seconds: 0.008))
+        // Holds of 20 ms stand in for the wait of 8 ms and make each interval longer,
+        // but the dispatches take as long as before, so the wait stays.
+        for _ in 0..<6 {
+            #expect(pacing.dispatched(events: 22, elapsed: 0.022, busy: 0.002) == .none)
+        }
+        #expect(pacing.wait == .fixed(seconds: 0.008))
+    }
+
+    @Test("one slow dispatch passes")
+    func oneSlowDispatchPasses() {
+        var pacing = busyPacing()
+        _ = feed(&pacing, eventsPerSecond: 1000, polls: 6, busy: 0.001)
+        #expect(pacing.wait == .fixed(seconds: 0.004))
+        // One dispatch of 2.5 ms among dispatches of 1 ms may double the wait, and the
+        // fast dispatches after it halve it back within a few polls.
+        _ = pacing.dispatched(events: 6, elapsed: 0.005, busy: 0.0025)
+        let waits = feed(&pacing, eventsPerSecond: 1000, polls: 6, busy: 0.001)
+        #expect(waits.last == 0.004)
+    }
+
+    @Test("invalid busy time counts as none")
+    func invalidBusyTime() {
+        var pacing = busyPacing()
+        for busy in [Double.nan, -1, .infinity] {
+            _ = pacing.dispatched(events: 5, elapsed: 0.005, busy: busy)
+        }
+        #expect(pacing.wait == .fixed(seconds: 0.004))
+        // Slow dispatches after them still grow the wait.
+        _ = feed(&pacing, eventsPerSecond: 1000, polls: 3, busy: 0.003)
+        #expect(pacing.wait != .fixed(seconds: 0.004))
+    }
+
     @Test("slow dispatches start no stream")
     func slowDispatchesStayIdle() {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
