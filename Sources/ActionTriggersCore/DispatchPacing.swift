@@ -104,8 +104,9 @@ public struct DispatchPacing: Sendable, Equatable {
     /// dispatch; their ratio is the recent rate.
     private var recentEvents = 0.0
     private var recentSeconds = 0.0
-    /// The seconds that the dispatches of the current stream took, and the same plus
-    /// the wait before each, weighted as `recentSeconds` is; their ratio is the share.
+    /// The seconds that the dispatches of the current stream took, weighted as
+    /// `recentSeconds` is. The cycle seconds add the wait before each dispatch, and the
+    /// ratio of the two is the share.
     private var streamBusySeconds = 0.0
     private var streamCycleSeconds = 0.0
     /// Whether the last dispatch was part of a stream: several events, at a recent
@@ -164,8 +165,8 @@ public struct DispatchPacing: Sendable, Equatable {
         case .idle, .settling:
             return lastDispatchInStream ? .take : .none
         case .busy(let wait):
-            // The share pairs each dispatch with the wait before it, and leaves out time
-            // spent in holds, which stands in for that wait.
+            // The share pairs each dispatch with the wait before it. It leaves out time
+            // spent in holds, because a hold replaces that wait.
             let busy = busy.isFinite ? max(busy, 0) : 0
             streamBusySeconds = busy + Self.decay * streamBusySeconds
             streamCycleSeconds = busy + wait + Self.decay * streamCycleSeconds

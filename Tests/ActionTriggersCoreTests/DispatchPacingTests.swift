@@ -113,9 +113,10 @@ struct DispatchPacingTests {
     @Test("rate counts the dispatch's own time")
     func rateCountsDispatchTime() {
         var pacing = busyPacing()
-        // Eight events after a wait of 4 ms and a dispatch that took 4 ms more, waiting
-        // for webhook responses in a hold, which is no dispatch time: 1,000 events/s, so
-        // the wait stays, although eight events in 4 ms alone would have doubled it.
+        // Eight events after a wait of 4 ms and a dispatch that took 4 ms more, spent
+        // waiting for webhook responses in a hold, which is no dispatch time. That is
+        // 1,000 events/s, so the wait stays, although eight events in 4 ms alone would
+        // have doubled it.
         for _ in 0..<5 {
             #expect(pacing.dispatched(events: 2 * DispatchPacing.streamEvents, elapsed: 0.008, busy: 0) == .none)
         }
