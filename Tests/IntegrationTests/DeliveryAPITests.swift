@@ -163,6 +163,10 @@ struct DeliveryAPITests {
         harness.receiver.enqueue(.init(status: 200, body: "slow", delay: .seconds(8)))
         try harness.database.query("INSERT INTO myapp_customer (name, email) VALUES ('Ada', 'ada@example.com')")
         try await harness.waitUntil("the delivery is in flight") { try harness.onlyDeliveryStatus() == "in_flight" }
+        // A delivery claimed at dispatch is in flight before the worker takes it. A stop
+        // in that moment releases it through the dispatcher, with another log line, so
+        // the test waits until the request has reached the receiver.
+        _ = try await harness.receiver.waitForRequests(count: 1, timeout: .seconds(10))
 
         let stopping = ContinuousClock.now
         service.stop(signal: SIGTERM)
