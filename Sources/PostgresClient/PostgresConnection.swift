@@ -77,8 +77,9 @@ public final class PostgresConnection {
 
     /// Runs one statement like `query`, preparing it once per connection and reusing the plan.
     ///
-    /// For statements a loop runs many times: PostgreSQL then plans them once instead
-    /// of on every call. The cache lives as long as the connection.
+    /// For statements a loop runs many times: PostgreSQL then parses them once instead
+    /// of on every call, and plans them once under `plan_cache_mode = force_generic_plan`.
+    /// The cache lives as long as the connection.
     @discardableResult
     public func queryPrepared(_ sql: String, _ parameters: [String?] = []) throws -> PostgresResult {
         let connection = try requireHandle(operation: "query")
