@@ -131,9 +131,25 @@ enum DeliveryStore {
 
     /// Returns the statement that claims up to $1 due deliveries of a target for a
     /// lease of $2 seconds and returns `columns` of each, with its event as `e`.
-    static func claimSQL(target: String, columns: String) -> String {
-        """
-        WITH due AS (
+    ///
+    /// With `recording`, the statement first writes the attempt records in that
+    /// parameter, as `recordSQL` does. Its claim reads the table as it was before, so a
+    /// delivery held back by one of the recorded deliveries of its row waits for the
+    /// next claim.
+    static func claimSQL(target: String, columns: String, recording: String? = nil) -> String {
+        let records = recording.map { parameter in
+            """
+            r AS (
+                \(attemptRecordsSQL(parameter: parameter))
+            ), \(recordedSQL), attempts AS (
+                \(insertAttemptsSQL)
+                FROM r JOIN updated u ON u.id = r.id
+                ON CONFLICT DO NOTHING
+            ),
+            """
+        } ?? ""
+        return """
+        WITH \(records) due AS (
             SELECT d.id, d.url
             FROM action_triggers.delivery d
             WHERE \(readyCondition(target: target)) AND d.next_attempt_at <= now()
@@ -154,11 +170,18 @@ enum DeliveryStore {
         """
     }
 
-    static let claimSQL = claimSQL(target: "webhook", columns: """
+    /// The columns that a webhook claim returns besides those of every claim.
+    private static let webhookClaimColumns = """
         d.webhook_id, d.url, d.http_method, d.headers::text AS headers, d.signing_secrets::text AS signing_secrets,
                           (SELECT w.ca_bundle FROM action_triggers.webhook w WHERE w.id = d.webhook_id) AS ca_bundle,
                           (SELECT c.url_error FROM url_checks c WHERE c.url = d.url) AS url_error
-        """)
+        """
+
+    static let claimSQL = claimSQL(target: "webhook", columns: webhookClaimColumns)
+
+    /// Writes the attempt records in $3, as `recordSQL` does, and claims as `claimSQL`
+    /// does, in one statement.
+    static let recordAndClaimSQL = claimSQL(target: "webhook", columns: webhookClaimColumns, recording: "$3")
 
     /// Returns a CTE named `url_checks` that checks each distinct URL of the query
     /// `urls` against the allowlist once (`action_triggers.webhook_url_error`, about
@@ -181,7 +204,16 @@ enum DeliveryStore {
     static let recordSQL = """
         WITH r AS (
             \(attemptRecordsSQL(parameter: "$1"))
-        ), updated AS (
+        ), \(recordedSQL)
+        \(insertAttemptsSQL)
+        FROM r JOIN updated u ON u.id = r.id
+        ON CONFLICT DO NOTHING
+        """
+
+    /// The CTE `updated` of `recordSQL`, which writes the outcomes of the attempt records
+    /// `r` to their deliveries and returns the ids written.
+    static let recordedSQL = """
+        updated AS (
             UPDATE action_triggers.delivery d
             SET status = r.status,
                 next_attempt_at = CASE WHEN r.status = 'pending'
@@ -196,9 +228,6 @@ enum DeliveryStore {
               AND d.attempts = r.attempt AND d.status = 'in_flight'
             RETURNING d.id
         )
-        \(insertAttemptsSQL)
-        FROM r JOIN updated u ON u.id = r.id
-        ON CONFLICT DO NOTHING
         """
 
     /// Returns a query of the attempt records (`AttemptRecord.jsonArray`) in the
@@ -244,8 +273,22 @@ enum DeliveryStore {
     static let webhookNextDueSQL = secondsUntilNextDueSQL(target: "webhook")
     static let brokerNextDueSQL = secondsUntilNextDueSQL(target: "broker")
 
-    static func claim(_ connection: PostgresConnection, limit: Int, leaseSeconds: Double) throws -> [ClaimedDelivery] {
-        let result = try connection.queryPrepared(claimSQL, [String(limit), String(leaseSeconds)])
+    /// Writes the outcomes in `records` and claims up to `limit` due webhook deliveries
+    /// for `leaseSeconds`, in one statement. Calls `whileWaiting` with the connection's
+    /// socket until the statement has finished.
+    static func claim(
+        _ connection: PostgresConnection, recording records: [AttemptRecord], limit: Int, leaseSeconds: Double,
+        whileWaiting: (_ socket: Int32) -> Void
+    ) throws -> [ClaimedDelivery] {
+        let result: PostgresResult
+        if records.isEmpty {
+            result = try connection.queryPrepared(
+                claimSQL, [String(limit), String(leaseSeconds)], whileWaiting: whileWaiting)
+        } else {
+            result = try connection.queryPrepared(
+                recordAndClaimSQL, [String(limit), String(leaseSeconds), try AttemptRecord.jsonArray(records)],
+                whileWaiting: whileWaiting)
+        }
         return try result.rows.map { try claimedDelivery(from: $0, operation: "claim deliveries") }
     }
 
@@ -297,6 +340,15 @@ enum DeliveryStore {
     static func record(_ connection: PostgresConnection, _ records: [AttemptRecord]) throws {
         guard !records.isEmpty else { return }
         try connection.queryPrepared(recordSQL, [try AttemptRecord.jsonArray(records)])
+    }
+
+    /// Writes attempt outcomes like `record`, calling `whileWaiting` with the connection's
+    /// socket until the statement has finished.
+    static func record(
+        _ connection: PostgresConnection, _ records: [AttemptRecord], whileWaiting: (_ socket: Int32) -> Void
+    ) throws {
+        guard !records.isEmpty else { return }
+        try connection.queryPrepared(recordSQL, [try AttemptRecord.jsonArray(records)], whileWaiting: whileWaiting)
     }
 
     /// When the next delivery to a target is due, and whether any is pending.

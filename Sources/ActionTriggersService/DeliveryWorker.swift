@@ -129,19 +129,46 @@ final class DeliveryWorker: Sendable {
                 || ContinuousClock.now - oldest >= Self.recordDelay
         }
 
+        // A claim that is due writes the outcomes waiting in its own statement.
+        func claimIsDue() -> Bool {
+            !stop.isSet && handoff.hasFreeSlots && ContinuousClock.now >= claimAt
+        }
+
+        // Runs `body` with the outcomes waiting, which it writes. They wait again if it throws.
+        // Returns whether a later delivery of a row may have become due.
+        @discardableResult
+        func writeUnrecorded(_ body: ([AttemptRecord]) throws -> Void) throws -> Bool {
+            let records = state.unrecorded
+            state.unrecorded.removeAll(keepingCapacity: true)
+            state.oldestUnrecorded = nil
+            do {
+                try body(records)
+            } catch {
+                // Outcomes collected meanwhile stay behind the ones that failed to be written.
+                state.unrecorded.insert(contentsOf: records, at: 0)
+                state.oldestUnrecorded = state.oldestUnrecorded ?? .now
+                throw error
+            }
+            guard !records.isEmpty else { return false }
+            onAttemptsRecorded(records.count)
+            // A finished delivery may free a later delivery of its row, so claim again now.
+            if pendingMayWait && records.contains(where: { $0.status != "pending" }) {
+                claimAt = .now
+                return true
+            }
+            return false
+        }
+
         while true {
             for record in handoff.takeOutcomes() {
                 queue(record, state: &state)
             }
-            if recordIsDue() {
-                try DeliveryStore.record(connection, state.unrecorded)
-                onAttemptsRecorded(state.unrecorded.count)
-                // A finished delivery may free a later delivery of its row, so claim again now.
-                if pendingMayWait && state.unrecorded.contains(where: { $0.status != "pending" }) {
-                    claimAt = .now
+            if recordIsDue() && !claimIsDue() {
+                try writeUnrecorded { records in
+                    try DeliveryStore.record(connection, records) { socket in
+                        drive(client, socket: socket, state: &state)
+                    }
                 }
-                state.unrecorded.removeAll(keepingCapacity: true)
-                state.oldestUnrecorded = nil
             }
             if let retryAt = state.earliestRetry {
                 claimAt = min(claimAt, retryAt)
@@ -150,7 +177,7 @@ final class DeliveryWorker: Sendable {
             }
             // Deliveries handed over are claimed already, so they start even while stopping.
             start(handoff.take(), client: client, connection: connection, state: &state)
-            if recordIsDue() {
+            if recordIsDue() && !claimIsDue() {
                 continue
             }
             if stop.isSet && state.inFlight.isEmpty {
@@ -172,13 +199,6 @@ final class DeliveryWorker: Sendable {
             }
 
             if !stop.isSet && handoff.hasFreeSlots && (wake.consume() || ContinuousClock.now >= claimAt) {
-                if !state.unrecorded.isEmpty {
-                    // Record the finished attempts first, so that their deliveries never
-                    // show in flight beside the claims that take their slots.
-                    pendingMayWait = true
-                    claimAt = .now
-                    continue
-                }
                 let room = handoff.reserve(upTo: settings.deliveryConcurrency)
                 if room == 0 {
                     // The dispatcher took the free slots first. The handoff wakes this
@@ -186,10 +206,19 @@ final class DeliveryWorker: Sendable {
                     claimAt = .now
                     continue
                 }
-                let claimed: [ClaimedDelivery]
+                // The claim's statement also writes the finished attempts, so that their
+                // deliveries never show in flight beside the claims that take their slots.
+                var claimed: [ClaimedDelivery] = []
+                let successorsMayBeDue: Bool
                 do {
-                    claimed = try DeliveryStore.claim(
-                        connection, limit: room, leaseSeconds: DeliveryStore.webhookLeaseSeconds(settings))
+                    successorsMayBeDue = try writeUnrecorded { records in
+                        claimed = try DeliveryStore.claim(
+                            connection, recording: records, limit: room,
+                            leaseSeconds: DeliveryStore.webhookLeaseSeconds(settings)
+                        ) { socket in
+                            drive(client, socket: socket, state: &state)
+                        }
+                    }
                 } catch {
                     handoff.free(room)
                     throw error
@@ -209,6 +238,10 @@ final class DeliveryWorker: Sendable {
                     pendingMayWait = next.pending
                     let untilDue = next.seconds ?? settings.pollInterval
                     claimAt = .now + .milliseconds(Int64(min(max(untilDue, 0.001), settings.pollInterval) * 1000))
+                }
+                if successorsMayBeDue {
+                    // The claim read the table before its own records, so it could not take them.
+                    claimAt = .now
                 }
             }
             if recordIsDue() {
@@ -231,6 +264,18 @@ final class DeliveryWorker: Sendable {
             metrics.deliveriesInFlight.set(Double(state.inFlight.count))
         }
     }
+
+    /// Moves the requests in flight forward while a statement runs on the connection whose
+    /// socket is `socket`, and queues the outcomes of those that finish. Under a backlog,
+    /// the worker's statements and its requests then overlap instead of taking turns.
+    /// New requests start only between statements, because preparing one may query the
+    /// connection (dynamic values).
+    private func drive(_ client: HTTPClient, socket: Int32, state: inout PipelineState) {
+        collect(client.poll(timeout: Self.statementPollInterval, socket: socket), into: &state)
+    }
+
+    /// The maximum wait for requests between checks of a running statement's result.
+    static let statementPollInterval = Duration.milliseconds(50)
 
     /// Closes the handoff as the worker stops and hands the deliveries that were still
     /// waiting in it back to the queue, so that they do not wait out their lease.

@@ -72,15 +72,21 @@ public final class HTTPClient {
     /// Moves the running requests forward and returns those that finished.
     ///
     /// Waits up to `timeout` for network activity or a waker's call when nothing has
-    /// finished yet; with no request running it simply waits.
-    public func poll(timeout: Duration) -> [Completion] {
+    /// finished yet; with no request running it simply waits. With `socket`, the wait
+    /// also ends when that socket becomes readable.
+    public func poll(timeout: Duration, socket: Int32? = nil) -> [Completion] {
         var stillRunning: Int32 = 0
         curl_multi_perform(multi, &stillRunning)
         var finished = collectFinished()
         if finished.isEmpty {
             let milliseconds = Int32(clamping: max(0, timeout.components.seconds * 1000
                 + timeout.components.attoseconds / 1_000_000_000_000_000))
-            curl_multi_poll(multi, nil, 0, milliseconds, nil)
+            if let socket {
+                var extra = curl_waitfd(fd: socket, events: Int16(CURL_WAIT_POLLIN), revents: 0)
+                curl_multi_poll(multi, &extra, 1, milliseconds, nil)
+            } else {
+                curl_multi_poll(multi, nil, 0, milliseconds, nil)
+            }
             curl_multi_perform(multi, &stillRunning)
             finished = collectFinished()
         }

@@ -83,19 +83,61 @@ public final class PostgresConnection {
     @discardableResult
     public func queryPrepared(_ sql: String, _ parameters: [String?] = []) throws -> PostgresResult {
         let connection = try requireHandle(operation: "query")
-        let name: String
-        if let existing = preparedStatements[sql] {
-            name = existing
-        } else {
-            name = "action_triggers_\(preparedStatements.count + 1)"
-            _ = try consume(
-                PQprepare(connection, name, sql, Int32(parameters.count), nil), connection: connection, operation: "prepare")
-            preparedStatements[sql] = name
-        }
+        let name = try preparedName(sql, parameterCount: parameters.count, connection: connection)
         let result = withOptionalCStringArray(parameters) { parameterPointers in
             PQexecPrepared(connection, name, Int32(parameters.count), parameterPointers, nil, nil, 0)
         }
         return try consume(result, connection: connection, operation: "query")
+    }
+
+    /// Runs a prepared statement like `queryPrepared`, and calls `whileWaiting` with the
+    /// connection's socket until its result has arrived.
+    ///
+    /// `whileWaiting` should return once the socket is readable or after other work,
+    /// within a few milliseconds. It must not use this connection.
+    @discardableResult
+    public func queryPrepared(
+        _ sql: String, _ parameters: [String?] = [], whileWaiting: (_ socket: Int32) -> Void
+    ) throws -> PostgresResult {
+        let connection = try requireHandle(operation: "query")
+        let name = try preparedName(sql, parameterCount: parameters.count, connection: connection)
+        let sent = withOptionalCStringArray(parameters) { parameterPointers in
+            PQsendQueryPrepared(connection, name, Int32(parameters.count), parameterPointers, nil, nil, 0)
+        }
+        guard sent == 1 else {
+            throw PostgresError(kind: .connection, operation: "query", message: Self.errorMessage(connection))
+        }
+
+        let socket = PQsocket(connection)
+        while PQisBusy(connection) == 1 {
+            whileWaiting(socket)
+            guard PQconsumeInput(connection) == 1 else {
+                // Read the failed result, so the connection is not left busy.
+                while let result = PQgetResult(connection) {
+                    PQclear(result)
+                }
+                throw PostgresError(kind: .connection, operation: "query", message: Self.errorMessage(connection))
+            }
+        }
+
+        // One statement gives one result, and then NULL once the server is ready again.
+        let result = PQgetResult(connection)
+        while let extra = PQgetResult(connection) {
+            PQclear(extra)
+        }
+        return try consume(result, connection: connection, operation: "query")
+    }
+
+    /// Returns the name of the statement prepared for `sql`, preparing it on first use.
+    private func preparedName(_ sql: String, parameterCount: Int, connection: OpaquePointer) throws -> String {
+        if let existing = preparedStatements[sql] {
+            return existing
+        }
+        let name = "action_triggers_\(preparedStatements.count + 1)"
+        _ = try consume(
+            PQprepare(connection, name, sql, Int32(parameterCount), nil), connection: connection, operation: "prepare")
+        preparedStatements[sql] = name
+        return name
     }
 
     /// Runs a script of one or more statements without parameters (simple query protocol).

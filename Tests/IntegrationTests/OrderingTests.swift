@@ -84,6 +84,55 @@ struct OrderingTests {
         }
     }
 
+    @Test("backlog records every attempt once")
+    func backlogRecordsEveryAttempt() async throws {
+        let harness = try Harness()
+        let settings = Harness.settings(allowing: [harness.receiver], extra: #""delivery_concurrency": 4"#)
+        try await harness.startService(settings: settings)
+        try harness.createConfig(harness.exampleOneConfig())
+        harness.service?.stop()
+        // Three requests fail, so retries are written in the statements that claim the backlog.
+        for _ in 0..<3 {
+            harness.receiver.enqueue(.init(status: 503, body: "busy"))
+        }
+        try harness.database.query("""
+            INSERT INTO myapp_customer (name, email)
+            SELECT 'customer ' || n, 'c' || n || '@example.com' FROM generate_series(1, 300) AS n
+            """)
+
+        try await harness.startService(settings: settings)
+        var maxInFlight = 0
+        try await harness.waitUntil("every delivery succeeds", timeout: .seconds(60)) {
+            let counts = try harness.database.query("""
+                SELECT count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
+                       count(*) FILTER (WHERE status = 'succeeded') AS succeeded
+                FROM action_triggers.delivery
+                """).singleRow()
+            maxInFlight = max(maxInFlight, try counts.int("in_flight"))
+            return try counts.int("succeeded") == 300
+        }
+
+        #expect(maxInFlight <= 4)
+        let deliveries = try harness.database.query("""
+            SELECT count(*) AS deliveries,
+                   count(*) FILTER (WHERE d.attempts = 1) AS first_try,
+                   count(*) FILTER (WHERE d.attempts = 2) AS second_try,
+                   count(*) FILTER (WHERE a.attempts = d.attempts AND a.last_status = 200) AS logged
+            FROM action_triggers.delivery d
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS attempts,
+                       (array_agg(status_code ORDER BY attempt DESC))[1] AS last_status
+                FROM action_triggers.delivery_attempt WHERE delivery_id = d.id) AS a
+            """).singleRow()
+        #expect(try deliveries.int("deliveries") == 300)
+        #expect(try deliveries.int("first_try") == 297)
+        #expect(try deliveries.int("second_try") == 3)
+        // Each delivery has one attempt row per attempt, and its last one succeeded.
+        #expect(try deliveries.int("logged") == 300)
+        let eventIDs = Set(harness.requests(to: "/customer").map(eventID(of:)))
+        #expect(eventIDs.count == 300)
+    }
+
     @Test("templated event holds back its row's later events")
     func templatedEventKeepsOrder() async throws {
         let harness = try Harness()

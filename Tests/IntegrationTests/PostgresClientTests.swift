@@ -151,4 +151,64 @@ struct PreparedStatementTests {
         #expect(throws: PostgresError.self) { try connection.queryPrepared("SELECT 1 / $1::int AS x", ["0"]) }
         #expect(try connection.queryPrepared("SELECT 1 / $1::int AS x", ["1"]).singleRow().int("x") == 1)
     }
+
+    @Test("whileWaiting runs until the result arrives")
+    func whileWaiting() throws {
+        let connection = try PostgresConnection(conninfo: try TestEnvironment.adminDatabaseURL(), applicationName: "client-test")
+        let sql = "SELECT $1::int + 1 AS next FROM pg_sleep(0.2)"
+        var calls = 0
+        var sockets: Set<Int32> = []
+
+        let started = ContinuousClock.now
+        let row = try connection.queryPrepared(sql, ["41"]) { socket in
+            calls += 1
+            sockets.insert(socket)
+            Thread.sleep(forTimeInterval: 0.01)
+        }.singleRow()
+
+        #expect(try row.int("next") == 42)
+        #expect(ContinuousClock.now - started >= .milliseconds(200))
+        // The statement sleeps 200 ms and each call 10 ms, so the closure runs several times.
+        #expect(calls >= 5)
+        #expect(sockets.count == 1)
+        #expect(sockets.allSatisfy { $0 >= 0 })
+        #expect(try connection.queryPrepared(sql, ["1"]).singleRow().int("next") == 2)
+    }
+
+    @Test("whileWaiting failure keeps the connection")
+    func whileWaitingFailure() throws {
+        let connection = try PostgresConnection(conninfo: try TestEnvironment.adminDatabaseURL(), applicationName: "client-test")
+        let sql = "SELECT 1 / $1::int AS x"
+
+        do {
+            try connection.queryPrepared(sql, ["0"]) { _ in Thread.sleep(forTimeInterval: 0.001) }
+            Issue.record("division by zero returned a result")
+        } catch let error as PostgresError {
+            #expect(error.kind == .server)
+            #expect(error.sqlState == "22012")
+        }
+        #expect(try connection.queryPrepared(sql, ["1"]) { _ in }.singleRow().int("x") == 1)
+    }
+
+    @Test("whileWaiting reports a terminated backend as lost")
+    func whileWaitingTerminated() throws {
+        let url = try TestEnvironment.adminDatabaseURL()
+        let victim = try PostgresConnection(conninfo: url, applicationName: "client-test")
+        let killer = try PostgresConnection(conninfo: url, applicationName: "client-test")
+        var terminated = false
+
+        do {
+            try victim.queryPrepared("SELECT pg_sleep($1::double precision)", ["5"]) { _ in
+                if !terminated {
+                    terminated = true
+                    _ = try? killer.query("SELECT pg_terminate_backend($1)", [String(victim.backendPID)])
+                }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            Issue.record("the terminated statement returned a result")
+        } catch let error as PostgresError {
+            #expect(error.isConnectionLost)
+        }
+        #expect(terminated)
+    }
 }
