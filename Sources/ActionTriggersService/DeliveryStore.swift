@@ -132,11 +132,16 @@ enum DeliveryStore {
     /// Returns the statement that claims up to $1 due deliveries of a target for a
     /// lease of $2 seconds and returns `columns` of each, with its event as `e`.
     ///
-    /// With `recording`, the statement first writes the attempt records in that
+    /// With `recording`, the statement also writes the attempt records in that
     /// parameter, as `recordSQL` does. Its claim reads the table as it was before, so a
     /// delivery held back by one of the recorded deliveries of its row waits for the
-    /// next claim.
+    /// next claim. The claim skips the recorded deliveries, even one whose lease has run
+    /// out, because PostgreSQL applies only one of two updates of a row in a statement.
     static func claimSQL(target: String, columns: String, recording: String? = nil) -> String {
+        let notRecorded = recording == nil ? "" : """
+
+              AND d.id <> ALL (coalesce((SELECT array_agg(id) FROM r), '{}')::bigint[])
+            """
         let records = recording.map { parameter in
             """
             r AS (
@@ -152,7 +157,7 @@ enum DeliveryStore {
         WITH \(records) due AS (
             SELECT d.id, d.url
             FROM action_triggers.delivery d
-            WHERE \(readyCondition(target: target)) AND d.next_attempt_at <= now()
+            WHERE \(readyCondition(target: target)) AND d.next_attempt_at <= now()\(notRecorded)
             ORDER BY d.next_attempt_at, d.id
             LIMIT $1
             FOR UPDATE SKIP LOCKED
