@@ -9,16 +9,17 @@
 /// seconds since the dispatch before it began, so the time a dispatch itself takes
 /// counts too. It is averaged over recent dispatches, so one uneven poll changes
 /// nothing. The wait doubles, up to `maxGatherDelay`, while events arrive at
-/// `growthRate` or faster, because larger batches cost less per event. From half of
-/// `streamRate` on, it also doubles while the dispatches take `growthShare` or more of
-/// the time. It halves while events arrive slower than `shrinkRate`, unless the
-/// dispatches take `shrinkShare` or more of the time at half of `streamRate` or
-/// faster. A poll that finds nothing, or one at the first wait that finds less than
-/// half of `streamRate`, ends the stream. The dispatcher then gives the lock up and settles: it waits until no
+/// `growthRate` or faster, because larger batches cost less per event. From `shareRate`
+/// on, slow dispatches count too: dispatches that take `growthShare` or more of the time
+/// start a stream, and double the wait of one. The wait halves while events arrive
+/// slower than `shrinkRate`, unless the dispatches take `shrinkShare` or more of the time
+/// at `shareRate` or faster. A poll that finds nothing ends the stream, and so does one
+/// at the first wait that finds less than half of `streamRate`, unless the dispatches
+/// take `growthShare` or more of the time at `shareRate` or faster. The dispatcher then
+/// gives the lock up and settles: it waits until no
 /// capture that skipped its NOTIFY is still in progress (its "capturing" lock is
 /// free), dispatches once more, and only then sleeps until a NOTIFY or the poll
-/// interval. So below half of `streamRate`, each event is dispatched when its NOTIFY
-/// arrives.
+/// interval. So below `shareRate`, each event is dispatched when its NOTIFY arrives.
 public struct DispatchPacing: Sendable, Equatable {
     public enum Mode: Sendable, Equatable {
         /// Woken by NOTIFY or by the poll interval.
@@ -70,8 +71,19 @@ public struct DispatchPacing: Sendable, Equatable {
     /// commit to receipt of 15 ms instead of 5 ms.
     public static let shrinkFactor = 1.45
 
+    /// The multiple of `streamRate` from which the share of the time that dispatches take
+    /// counts, to start a stream, to grow its wait and to keep it.
+    ///
+    /// On a 2-core machine, a Django save loop with the service ran in one of two states.
+    /// In a stream with held dispatches it made 754 to 1,044 saves/s. Without one, it made
+    /// 459 to 666 saves/s, with dispatches of 1.2 to 1.3 events, one per NOTIFY, which took
+    /// the dispatcher's backend to 27.5 to 52 % of a core and so kept the loop below the
+    /// stream rate (docs/benchmarks.md, profile item 27). At 200 events/s, where the
+    /// latency target is set, each event is still dispatched when its NOTIFY arrives.
+    public static let shareFactor = 0.3
     /// The share of the time that dispatches take, each with the wait before it, from
-    /// which the wait between polls doubles at any rate from half of `streamRate` on.
+    /// which they start a stream and the wait between polls doubles, at any rate from
+    /// `shareRate` on.
     /// Each dispatch costs PostgreSQL a fixed part besides its events, so where dispatches
     /// are slow, because the machine is slow or busy, a short wait spends a large share
     /// of a core on that fixed part.
@@ -104,13 +116,17 @@ public struct DispatchPacing: Sendable, Equatable {
     /// dispatch; their ratio is the recent rate.
     private var recentEvents = 0.0
     private var recentSeconds = 0.0
+    /// The seconds that recent dispatches took, weighted as `recentSeconds` is, for the
+    /// share before a stream starts.
+    private var recentBusySeconds = 0.0
     /// The seconds that the dispatches of the current stream took, weighted as
     /// `recentSeconds` is. The cycle seconds add the wait before each dispatch, and the
     /// ratio of the two is the share.
     private var streamBusySeconds = 0.0
     private var streamCycleSeconds = 0.0
     /// Whether the last dispatch was part of a stream: several events, at a recent
-    /// rate of `streamRate` or faster.
+    /// rate of `streamRate` or faster, or of `shareRate` or faster with dispatches that
+    /// take `growthShare` or more of the time.
     public private(set) var lastDispatchInStream = false
     /// The first wait between polls while busy, in seconds.
     public let gatherDelay: Double
@@ -137,6 +153,12 @@ public struct DispatchPacing: Sendable, Equatable {
         Double(Self.streamEvents) / gatherDelay
     }
 
+    /// The rate, in events per second, from which slow dispatches start a stream, grow
+    /// its wait and keep it (300 events/s with the service's 4 ms).
+    public var shareRate: Double {
+        Self.shareFactor * streamRate
+    }
+
     /// The rate, in events per second, from which the wait between polls doubles
     /// (1,500 events/s with the service's 4 ms).
     public var growthRate: Double {
@@ -152,32 +174,36 @@ public struct DispatchPacing: Sendable, Equatable {
     /// Takes the number of events a dispatch took, the seconds since the dispatch before
     /// it began, and the seconds the dispatch itself took, without time spent waiting for
     /// webhook responses. A dispatch of several events at a recent rate of `streamRate`
-    /// or more starts a stream. While busy, an empty poll, or a recent rate below half of
-    /// `streamRate` at the first wait, ends it.
+    /// or more starts a stream, and so does one from `shareRate` on while the dispatches
+    /// take `growthShare` or more of the time. While busy, an empty poll ends it, and so
+    /// does a recent rate below half of `streamRate` at the first wait, unless the
+    /// dispatches are that slow.
     public mutating func dispatched(events: Int, elapsed: Double, busy: Double) -> LockAction {
+        let busy = busy.isFinite ? max(busy, 0) : 0
         recentEvents = Double(events) + Self.decay * recentEvents
         // The floor keeps dispatches that run back to back from making two events look
         // like a fast stream.
         recentSeconds = max(elapsed, gatherDelay / 4) + Self.decay * recentSeconds
+        recentBusySeconds = min(busy, max(elapsed, gatherDelay / 4)) + Self.decay * recentBusySeconds
         let rate = recentEvents / recentSeconds
-        lastDispatchInStream = events > 1 && rate >= streamRate
+        let slow = rate >= shareRate && recentBusySeconds / recentSeconds >= Self.growthShare
+        lastDispatchInStream = events > 1 && (rate >= streamRate || slow)
         switch mode {
         case .idle, .settling:
             return lastDispatchInStream ? .take : .none
         case .busy(let wait):
             // The share pairs each dispatch with the wait before it. It leaves out time
             // spent in holds, because a hold replaces that wait.
-            let busy = busy.isFinite ? max(busy, 0) : 0
             streamBusySeconds = busy + Self.decay * streamBusySeconds
             streamCycleSeconds = busy + wait + Self.decay * streamCycleSeconds
             let share = streamBusySeconds / streamCycleSeconds
-            if events == 0 || (wait <= gatherDelay && rate < streamRate / 2) {
+            // Below `shareRate` the share counts for nothing, so a slow stream gets its
+            // first wait back and then ends, even where every dispatch is slow.
+            let shareCounts = rate >= shareRate
+            if events == 0 || (wait <= gatherDelay && rate < streamRate / 2 && !(shareCounts && share >= Self.growthShare)) {
                 mode = .settling(retry: Self.firstSettleRetry)
                 return .release
             }
-            // Below half of `streamRate` the share counts for nothing, so a slow stream gets
-            // its first wait back and then ends, even where every dispatch is slow.
-            let shareCounts = rate >= streamRate / 2
             if rate >= growthRate || (shareCounts && share >= Self.growthShare) {
                 mode = .busy(wait: min(wait * 2, max(Self.maxGatherDelay, gatherDelay)))
             } else if rate < shrinkRate && !(shareCounts && share >= Self.shrinkShare) {

@@ -355,8 +355,9 @@ final class Dispatcher: Sendable {
         """
 
     /// The time since the last dispatch that was part of a stream, under which a
-    /// wake-up counts as busy and waits `gatherDelay`. Below 1,000 events/s dispatches
-    /// are no stream, so a wake-up is dispatched at once.
+    /// wake-up counts as busy and waits `gatherDelay`. Below 300 events/s, and below
+    /// 1,000 events/s where dispatches are fast, dispatches are no stream, so a wake-up
+    /// is dispatched at once (`DispatchPacing.shareRate`).
     static let busyInterval = Duration.milliseconds(5)
 
     init(

@@ -204,16 +204,52 @@ struct DispatchPacingTests {
         #expect(pacing.wait != .fixed(seconds: 0.004))
     }
 
-    @Test("slow dispatches start no stream")
-    func slowDispatchesStayIdle() {
+    @Test("slow dispatches start a stream")
+    func slowDispatchesStartStream() {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
-        // 400 events/s, two per NOTIFY, with dispatches that take most of the time. The
-        // share grows only the wait of a stream, so each event is still dispatched on
-        // its NOTIFY.
+        // 400 events/s, two per NOTIFY, with dispatches that take most of the time.
+        #expect(pacing.dispatched(events: 2, elapsed: 0.005, busy: 0.004) == .take)
+        #expect(pacing.lastDispatchInStream)
+        pacing.lockTaken(true)
+        // Below half of the stream rate the stream stays, and its wait grows while the
+        // dispatches take a quarter of the time or more.
+        let waits = feed(&pacing, eventsPerSecond: 400, polls: 4, busy: 0.004)
+        #expect(waits == [0.008, 0.016, 0.02, 0.02])
+    }
+
+    @Test("slow dispatches below the share rate start no stream")
+    func slowDispatchesAtLowRateStayIdle() {
+        var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
+        // 250 events/s, two per NOTIFY, with dispatches that take most of the time, so
+        // each event is still dispatched on its NOTIFY.
         for _ in 0..<10 {
-            #expect(pacing.dispatched(events: 2, elapsed: 0.005, busy: 0.004) == .none)
+            #expect(pacing.dispatched(events: 2, elapsed: 0.008, busy: 0.006) == .none)
         }
         #expect(pacing.mode == .idle)
+        #expect(!pacing.lastDispatchInStream)
+    }
+
+    @Test("fast dispatches at a moderate rate start no stream")
+    func fastDispatchesAtModerateRateStayIdle() {
+        var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
+        // 400 events/s, two per NOTIFY, with dispatches of 1 ms: 0.2 of the time.
+        for _ in 0..<10 {
+            #expect(pacing.dispatched(events: 2, elapsed: 0.005, busy: 0.001) == .none)
+        }
+        #expect(pacing.mode == .idle)
+    }
+
+    @Test("fast dispatches end a slow stream")
+    func fastDispatchesEndSlowStream() {
+        var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
+        #expect(pacing.dispatched(events: 2, elapsed: 0.005, busy: 0.004) == .take)
+        pacing.lockTaken(true)
+        _ = feed(&pacing, eventsPerSecond: 400, polls: 4, busy: 0.004)
+        #expect(pacing.wait == .fixed(seconds: 0.02))
+        // Dispatches of 0.5 ms at 400 events/s halve the wait back to the start, and a
+        // poll there, below half of the stream rate, releases the lock.
+        _ = feed(&pacing, eventsPerSecond: 400, polls: 12, busy: 0.0005)
+        #expect(pacing.mode == .settling(retry: DispatchPacing.firstSettleRetry))
     }
 
     @Test("one uneven poll keeps the wait")
