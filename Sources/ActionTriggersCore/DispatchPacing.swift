@@ -75,7 +75,7 @@ public struct DispatchPacing: Sendable, Equatable {
     /// counts, to start a stream, to grow its wait and to keep it.
     ///
     /// On a 2-core machine, a Django save loop with the service ran in one of two states.
-    /// In a stream with held dispatches it made 754 to 1,044 saves/s. Without one, it made
+    /// In a stream with held dispatches it made 754 to 867 saves/s. Without one, it made
     /// 459 to 666 saves/s, with dispatches of 1.2 to 1.3 events, one per NOTIFY, which took
     /// the dispatcher's backend to 27.5 to 52 % of a core and so kept the loop below the
     /// stream rate (docs/benchmarks.md, profile item 27). At 200 events/s, where the
