@@ -160,12 +160,17 @@ final class DeliveryWorker: Sendable {
         }
 
         while true {
+            // Whether a statement of this pass polled the requests. Its poll may have taken
+            // the interrupt of a wake-up or a handover, so the pass checks for them again
+            // instead of waiting in the poll below.
+            var polledDuringStatement = false
             for record in handoff.takeOutcomes() {
                 queue(record, state: &state)
             }
             if recordIsDue() && !claimIsDue() {
                 try writeUnrecorded { records in
                     try DeliveryStore.record(connection, records) { socket in
+                        polledDuringStatement = true
                         drive(client, socket: socket, state: &state)
                     }
                 }
@@ -216,6 +221,7 @@ final class DeliveryWorker: Sendable {
                             connection, recording: records, limit: room,
                             leaseSeconds: DeliveryStore.webhookLeaseSeconds(settings)
                         ) { socket in
+                            polledDuringStatement = true
                             drive(client, socket: socket, state: &state)
                         }
                     }
@@ -244,7 +250,7 @@ final class DeliveryWorker: Sendable {
                     claimAt = .now
                 }
             }
-            if recordIsDue() {
+            if recordIsDue() || polledDuringStatement {
                 continue
             }
 
