@@ -15,7 +15,7 @@
 /// slower than `shrinkRate`, unless the dispatches take `shrinkShare` or more of the time
 /// at `shareRate` or faster. A poll that finds nothing ends the stream, and so does one
 /// at the first wait that finds less than half of `streamRate`, unless the dispatches
-/// take `growthShare` or more of the time at `shareRate` or faster. The dispatcher then
+/// take `shrinkShare` or more of the time at `shareRate` or faster. The dispatcher then
 /// gives the lock up and settles: it waits until no
 /// capture that skipped its NOTIFY is still in progress (its "capturing" lock is
 /// free), dispatches once more, and only then sleeps until a NOTIFY or the poll
@@ -76,11 +76,12 @@ public struct DispatchPacing: Sendable, Equatable {
     ///
     /// On a 2-core machine, a Django save loop with the service ran in one of two states.
     /// In a stream with held dispatches it made 754 to 867 saves/s. Without one, it made
-    /// 459 to 666 saves/s, with dispatches of 1.2 to 1.3 events, one per NOTIFY, which took
-    /// the dispatcher's backend to 27.5 to 52 % of a core and so kept the loop below the
+    /// 459 to 666 saves/s, with dispatches of 1.2 to 1.3 events, one per NOTIFY. Those took
+    /// the dispatcher's backend to 27.5 to 52 % of a core, and so kept the loop below the
     /// stream rate (docs/benchmarks.md, profile item 27). At 200 events/s, where the
     /// latency target is set, each event is still dispatched when its NOTIFY arrives.
     public static let shareFactor = 0.3
+
     /// The share of the time that dispatches take, each with the wait before it, from
     /// which they start a stream and the wait between polls doubles, at any rate from
     /// `shareRate` on.
@@ -97,7 +98,8 @@ public struct DispatchPacing: Sendable, Equatable {
     /// The share of the time that dispatches take below which a wait between polls may
     /// halve, together with a rate below `shrinkRate`. It is half of `growthShare`,
     /// because doubling the wait takes the share down by half at most, so a wait that
-    /// grew by the share does not halve at the next poll.
+    /// grew by the share does not halve at the next poll. From `shareRate` on, a stream
+    /// at the first wait also ends below half of `streamRate` only below this share.
     ///
     /// NOTE: Where the per-event part of a dispatch outweighs its fixed part, the share
     /// hardly falls as the wait grows, so the wait grows to `maxGatherDelay` and stays,
@@ -177,7 +179,7 @@ public struct DispatchPacing: Sendable, Equatable {
     /// or more starts a stream, and so does one from `shareRate` on while the dispatches
     /// take `growthShare` or more of the time. While busy, an empty poll ends it, and so
     /// does a recent rate below half of `streamRate` at the first wait, unless the
-    /// dispatches are that slow.
+    /// dispatches take `shrinkShare` or more of the time from `shareRate` on.
     public mutating func dispatched(events: Int, elapsed: Double, busy: Double) -> LockAction {
         let busy = busy.isFinite ? max(busy, 0) : 0
         recentEvents = Double(events) + Self.decay * recentEvents
@@ -198,9 +200,12 @@ public struct DispatchPacing: Sendable, Equatable {
             streamCycleSeconds = busy + wait + Self.decay * streamCycleSeconds
             let share = streamBusySeconds / streamCycleSeconds
             // Below `shareRate` the share counts for nothing, so a slow stream gets its
-            // first wait back and then ends, even where every dispatch is slow.
+            // first wait back and then ends, even where every dispatch is slow. Above it,
+            // a stream that slow dispatches started stays down to `shrinkShare`: with the
+            // same threshold to start and to stay, a share near it started and ended a
+            // stream on alternate dispatches.
             let shareCounts = rate >= shareRate
-            if events == 0 || (wait <= gatherDelay && rate < streamRate / 2 && !(shareCounts && share >= Self.growthShare)) {
+            if events == 0 || (wait <= gatherDelay && rate < streamRate / 2 && !(shareCounts && share >= Self.shrinkShare)) {
                 mode = .settling(retry: Self.firstSettleRetry)
                 return .release
             }

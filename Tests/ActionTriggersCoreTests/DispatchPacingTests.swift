@@ -239,6 +239,38 @@ struct DispatchPacingTests {
         #expect(pacing.mode == .idle)
     }
 
+    @Test("share near the threshold keeps one state")
+    func shareNearThresholdKeepsState() {
+        var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
+        // A steady 400 events/s with dispatches of 1.3 ms: 0.26 of the time in idle mode,
+        // one dispatch per NOTIFY every 5 ms, and 0.245 at the first wait of a stream.
+        var takes = 0
+        var releases = 0
+        for _ in 0..<200 {
+            let elapsed: Double
+            switch pacing.mode {
+            case .busy(let wait):
+                elapsed = wait + 0.0013
+            case .idle:
+                elapsed = 0.005
+            case .settling(let retry):
+                elapsed = retry + 0.0013
+            }
+            switch pacing.dispatched(events: max(1, Int((400 * elapsed).rounded())), elapsed: elapsed, busy: 0.0013) {
+            case .take:
+                takes += 1
+                pacing.lockTaken(true)
+            case .release:
+                releases += 1
+                pacing.settled(true)
+            case .none:
+                break
+            }
+        }
+        #expect(takes == 1)
+        #expect(releases == 0)
+    }
+
     @Test("fast dispatches end a slow stream")
     func fastDispatchesEndSlowStream() {
         var pacing = DispatchPacing(gatherDelay: 0.004, pollInterval: 5)
@@ -277,7 +309,8 @@ struct DispatchPacingTests {
     func moderateRateReleases(eventsPerSecond: Double) {
         var pacing = busyPacing()
         _ = feed(&pacing, eventsPerSecond: 3000, polls: 3)
-        _ = feed(&pacing, eventsPerSecond: eventsPerSecond, polls: 12)
+        // Dispatches of 0.4 ms take 0.09 of a cycle at the first wait, less than an eighth.
+        _ = feed(&pacing, eventsPerSecond: eventsPerSecond, polls: 12, busy: 0.0004)
         #expect(pacing.mode == .settling(retry: DispatchPacing.firstSettleRetry))
         pacing.settled(true)
         #expect(pacing.mode == .idle)
