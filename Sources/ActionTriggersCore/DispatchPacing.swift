@@ -185,8 +185,9 @@ public struct DispatchPacing: Sendable, Equatable {
         recentEvents = Double(events) + Self.decay * recentEvents
         // The floor keeps dispatches that run back to back from making two events look
         // like a fast stream.
-        recentSeconds = max(elapsed, gatherDelay / 4) + Self.decay * recentSeconds
-        recentBusySeconds = min(busy, max(elapsed, gatherDelay / 4)) + Self.decay * recentBusySeconds
+        let interval = max(elapsed, gatherDelay / 4)
+        recentSeconds = interval + Self.decay * recentSeconds
+        recentBusySeconds = min(busy, interval) + Self.decay * recentBusySeconds
         let rate = recentEvents / recentSeconds
         let slow = rate >= shareRate && recentBusySeconds / recentSeconds >= Self.growthShare
         lastDispatchInStream = events > 1 && (rate >= streamRate || slow)

@@ -129,7 +129,8 @@ final class DeliveryWorker: Sendable {
                 || ContinuousClock.now - oldest >= Self.recordDelay
         }
 
-        // A claim that is due writes the outcomes waiting in its own statement.
+        // Whether a claim is due. A due claim writes the waiting outcomes in its own
+        // statement, so no record statement runs before it.
         func claimIsDue() -> Bool {
             !stop.isSet && handoff.hasFreeSlots && ContinuousClock.now >= claimAt
         }

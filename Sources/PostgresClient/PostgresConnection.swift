@@ -112,7 +112,7 @@ public final class PostgresConnection {
         while PQisBusy(connection) == 1 {
             whileWaiting(socket)
             guard PQconsumeInput(connection) == 1 else {
-                // Read the failed result, so the connection is not left busy.
+                // Drain the failed statement's results, so the connection is not left busy.
                 while let result = PQgetResult(connection) {
                     PQclear(result)
                 }

@@ -6,6 +6,22 @@ import Testing
 /// and no more deliveries are in flight than `delivery_concurrency`.
 @Suite("Per-row ordering", .serialized)
 struct OrderingTests {
+    /// Waits until `count` deliveries have succeeded and returns the maximum number in
+    /// flight at once, sampled every 20 ms.
+    static func maxInFlight(_ harness: Harness, untilSucceeded count: Int, timeout: Duration) async throws -> Int {
+        var maxInFlight = 0
+        try await harness.waitUntil("every delivery succeeds", timeout: timeout) {
+            let counts = try harness.database.query("""
+                SELECT count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
+                       count(*) FILTER (WHERE status = 'succeeded') AS succeeded
+                FROM action_triggers.delivery
+                """).singleRow()
+            maxInFlight = max(maxInFlight, try counts.int("in_flight"))
+            return try counts.int("succeeded") == count
+        }
+        return maxInFlight
+    }
+
     @Test("a delayed first delivery holds back only its own row")
     func delayedFirstDelivery() async throws {
         let harness = try Harness()
@@ -62,16 +78,7 @@ struct OrderingTests {
             INSERT INTO myapp_customer (name, email)
             SELECT 'customer ' || n, 'c' || n || '@example.com' FROM generate_series(1, 3) AS n
             """)
-        var maxInFlight = 0
-        try await harness.waitUntil("every delivery succeeds", timeout: .seconds(20)) {
-            let counts = try harness.database.query("""
-                SELECT count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
-                       count(*) FILTER (WHERE status = 'succeeded') AS succeeded
-                FROM action_triggers.delivery
-                """).singleRow()
-            maxInFlight = max(maxInFlight, try counts.int("in_flight"))
-            return try counts.int("succeeded") == 6
-        }
+        let maxInFlight = try await Self.maxInFlight(harness, untilSucceeded: 6, timeout: .seconds(20))
 
         #expect(maxInFlight <= 2)
         let arrivals = (harness.receiver.requests + second.requests).map(\.receivedAt).sorted()
@@ -101,16 +108,7 @@ struct OrderingTests {
             """)
 
         try await harness.startService(settings: settings)
-        var maxInFlight = 0
-        try await harness.waitUntil("every delivery succeeds", timeout: .seconds(60)) {
-            let counts = try harness.database.query("""
-                SELECT count(*) FILTER (WHERE status = 'in_flight') AS in_flight,
-                       count(*) FILTER (WHERE status = 'succeeded') AS succeeded
-                FROM action_triggers.delivery
-                """).singleRow()
-            maxInFlight = max(maxInFlight, try counts.int("in_flight"))
-            return try counts.int("succeeded") == 300
-        }
+        let maxInFlight = try await Self.maxInFlight(harness, untilSucceeded: 300, timeout: .seconds(60))
 
         #expect(maxInFlight <= 4)
         let deliveries = try harness.database.query("""
