@@ -25,6 +25,7 @@ import time
 
 OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 MAX_HEAD_BYTES = 64 * 1024
+READ_BUFFER_BYTES = 64 * 1024
 
 
 class Recorder:
@@ -51,19 +52,29 @@ class Recorder:
         self.distinct_ids = set()
 
 
-class WebhookProtocol(asyncio.Protocol):
-    """One HTTP/1.1 connection; parses pipelined or split requests from a byte buffer."""
+class WebhookProtocol(asyncio.BufferedProtocol):
+    """One HTTP/1.1 connection; parses pipelined or split requests from a byte buffer.
+
+    Reads go into one buffer per connection. With asyncio.Protocol, each read allocated
+    a bytes object of 256 KiB (asyncio's read size in Python 3.11). On connections that
+    stay open, glibc served each with mmap, mremap and munmap, and under pgbench with
+    the service the receiver used about 1.6 times the CPU per request.
+    """
 
     def __init__(self, recorder):
         self.recorder = recorder
         self.transport = None
         self.buffer = bytearray()
+        self.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
 
     def connection_made(self, transport):
         self.transport = transport
 
-    def data_received(self, data):
-        self.buffer += data
+    def get_buffer(self, sizehint):
+        return self.read_buffer
+
+    def buffer_updated(self, nbytes):
+        self.buffer += self.read_buffer[:nbytes]
         while self.transport is not None:
             head_end = self.buffer.find(b"\r\n\r\n")
             if head_end < 0:
