@@ -234,6 +234,9 @@ pg_start() {
         printf 'port = %s\n' "$port"
         printf 'unix_socket_directories = %s\n' "$(_pg_conf_string "$socket_dir")"
         printf 'max_connections = 200\n'
+        # Above zero so that tests can run PREPARE TRANSACTION, which PostgreSQL
+        # rejects while max_prepared_transactions is 0 (its default).
+        printf 'max_prepared_transactions = 10\n'
         printf 'fsync = %s\n' "$fsync"
     } >"$cluster_dir/action_triggers.conf" || return 1
 
