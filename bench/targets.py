@@ -467,16 +467,31 @@ class CPUGroups:
         wall = time.monotonic() - self.started
         machine = busy_cpu_seconds() - self.machine_before
         usage = {}
+        started = []
         for name, pids in after.items():
             used = 0.0
             for pid, seconds in pids.items():
                 if seconds is None:
                     continue
-                earlier = self.before.get(name, {}).get(pid) or 0.0
-                used += seconds - earlier
+                earlier = self.before.get(name, {}).get(pid)
+                if earlier is None:
+                    started.append(f"{process_title(pid)}: {round(100 * seconds / wall, 1)}")
+                used += seconds - (earlier or 0.0)
             usage[name] = round(100 * used / wall, 1)
         usage["whole machine"] = round(100 * machine / wall, 1)
+        # Processes that started during the measurement and still ran at its end, with
+        # their share of it, to tell what raised a group in one run and not in another.
+        if started:
+            usage["started during the measurement"] = started
         return usage
+
+
+def process_title(pid):
+    """Returns the command line of a process as `ps` shows it, or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"
 
 
 # ---------------------------------------------------------------------------
