@@ -676,7 +676,22 @@ def measure_django_ours_config(suite, run):
         figures, commit_times, cpu = django_saves(suite, database, False, database.service)
         figures = finish_delivered(suite, figures, commit_times, cpu, database.service)
         figures.update(database.service.held_dispatches())
+        figures["dispatch_statements"] = dispatch_statements(suite, database.name)
         return figures
+
+
+def dispatch_statements(suite, database_name):
+    """Returns how many dispatch statements ran in a database, held or not, from pg_stat_statements.
+
+    With the events, it tells a run whose dispatcher polled every few milliseconds,
+    with few events per dispatch, from one that held larger batches.
+    """
+    row = suite.admin.execute(
+        "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+        "WHERE d.datname = %s AND s.query LIKE 'WITH batch AS%%'",
+        (database_name,),
+    ).fetchone()
+    return int(row[0])
 
 
 def measure_django_bound(suite, run, consumer):
@@ -814,9 +829,11 @@ def measure_pgbench_config(suite, run):
         wait_for_receipts(suite, events, key="requests", service=database.service)
         last_receipt = max(receipt_times(suite))
         held = database.service.held_dispatches()
+        dispatches = dispatch_statements(suite, database.name)
     return {
         "tps": tps,
         "events": events,
+        "dispatch_statements": dispatches,
         "delivered_during_run_fraction": delivered_by_end / events,
         "last_receipt_after_end_s": last_receipt - ended,
         **held,
