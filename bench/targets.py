@@ -683,7 +683,7 @@ def measure_django_ours_config(suite, run):
 def dispatch_statements(suite, database_name):
     """Returns how many dispatch statements ran in a database, held or not, from pg_stat_statements.
 
-    With the events, it tells a run whose dispatcher polled every few milliseconds,
+    With the events, it separates a run whose dispatcher polled every few milliseconds,
     with few events per dispatch, from one that held larger batches.
     """
     row = suite.admin.execute(
