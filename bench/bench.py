@@ -85,14 +85,22 @@ class ReceiverClient:
         self.request("POST", "/_bench/reset")
 
 
-def cpu_seconds(pid):
-    """Returns user plus system CPU seconds of a process, or None when it is gone."""
+def process_stat_fields(pid):
+    """Returns the fields of /proc/<pid>/stat after the command name, from the state
+    on, or None when the process is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    # Fields after the command name, which is in parentheses and may contain spaces.
-    fields = text[text.rindex(")") + 2:].split()
+    # The command name is in parentheses and may contain spaces.
+    return text[text.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid):
+    """Returns user plus system CPU seconds of a process, or None when it is gone."""
+    fields = process_stat_fields(pid)
+    if fields is None:
+        return None
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
@@ -109,12 +117,10 @@ def postgres_processes(postmaster_pid):
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            text = (entry / "stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
+        fields = process_stat_fields(entry.name)
+        if fields is None:
             continue
-        parent = int(text[text.rindex(")") + 2:].split()[1])
-        if parent == postmaster_pid:
+        if int(fields[1]) == postmaster_pid:
             pids.append(int(entry.name))
     return pids
 

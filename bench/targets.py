@@ -49,7 +49,9 @@ import psycopg
 from psycopg import pq, sql
 
 import bench
-from bench import BenchError, ReceiverClient, busy_cpu_seconds, cpu_seconds, percentile, postgres_processes
+from bench import (
+    BenchError, ReceiverClient, busy_cpu_seconds, cpu_seconds, percentile, postgres_processes, process_stat_fields,
+)
 
 BURST_ROWS = 10_000
 PIPELINE_WINDOW = 64
@@ -490,12 +492,9 @@ class CPUGroups:
 
 
 def process_state(pid):
-    """Returns the state letter of a process from /proc/<pid>/stat ("R", "S", "Z", ...), or None when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return text[text.rindex(")") + 2:].split()[0]
+    """Returns the state letter of a process ("R", "S", "Z", ...), or None when it is gone."""
+    fields = process_stat_fields(pid)
+    return None if fields is None else fields[0]
 
 
 def process_title(pid):

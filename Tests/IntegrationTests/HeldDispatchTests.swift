@@ -211,15 +211,15 @@ struct HeldDispatchTests {
         #expect(largestHold <= 4)
         #expect(try written.int("max_attempts") == 1)
         #expect(harness.receiver.requests.count == 20)
-        let held = try await heldDispatches(harness)
-        #expect(held["rolled_back"] == 0)
+        let holdsByOutcome = try await heldDispatches(harness)
+        #expect(holdsByOutcome["rolled_back"] == 0)
         // A hold that times out on a busy machine leaves its deliveries in flight, to be
         // written again, and keeps their slots, so the next dispatch may not hold. When
         // every hold settles, the 20 events go in 5 holds of 4.
-        if held["timed_out"] == 0 {
+        if holdsByOutcome["timed_out"] == 0 {
             #expect(try written.int("once") == 20)
             #expect(try written.int("dispatches") == 5)
-            #expect(held["settled"] == 5)
+            #expect(holdsByOutcome["settled"] == 5)
         }
         // The start line shows the settings that shape holds.
         #expect(harness.service?.log.contains("dispatch.hold=always delivery.concurrency=4") == true)

@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)SLOTS);
-    // By default libcurl's connection cache holds four connections per transfer added,
+    // By default libcurl's connection cache keeps four connections per transfer added,
     // so it closed connections whenever few transfers ran, and the receiver accepted
     // about 170 new ones a second under pgbench. The service keeps its connections.
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)SLOTS);
