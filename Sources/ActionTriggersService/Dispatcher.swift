@@ -515,9 +515,8 @@ final class Dispatcher: Sendable {
                 connection, holdPolicy: &holdPolicy, mayHold: mayHold, heldFor: &heldFor)
             total += events
             metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
-            if deliveries.all > 0 {
-                vacuum?.rowsChanged(deliveries.all)
-            }
+            // Each event taken is updated, so it counts as a change like each delivery.
+            vacuum?.rowsChanged(events + deliveries.all)
             if deliveries.pendingWebhooks > 0 || deliveries.broker > 0 {
                 onDeliveriesCreated(deliveries.pendingWebhooks > 0, deliveries.broker > 0)
             }

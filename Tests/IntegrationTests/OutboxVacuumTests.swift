@@ -6,12 +6,13 @@ import Testing
 struct OutboxVacuumTests {
     @Test("few changes start no vacuum")
     func fewChanges() {
-        #expect(!OutboxVacuum.isDue(changesSinceLast: 9_999, sinceLastRun: nil, tableRows: -1))
+        #expect(!OutboxVacuum.isDue(changesSinceLast: 999, sinceLastRun: nil, tableRows: -1))
     }
 
     @Test("a never-analyzed table uses the minimum")
     func neverAnalyzed() {
-        #expect(OutboxVacuum.isDue(changesSinceLast: 10_000, sinceLastRun: nil, tableRows: -1))
+        #expect(OutboxVacuum.isDue(changesSinceLast: 1_000, sinceLastRun: nil, tableRows: -1))
+        #expect(OutboxVacuum.isDue(changesSinceLast: 1_000, sinceLastRun: nil, tableRows: 0))
     }
 
     @Test("threshold grows with the table")
@@ -22,8 +23,9 @@ struct OutboxVacuumTests {
 
     @Test("threshold is the minimum or a tenth of the table")
     func threshold() {
-        #expect(OutboxVacuum.threshold(tableRows: -1) == 10_000)
-        #expect(OutboxVacuum.threshold(tableRows: 50_000) == 10_000)
+        #expect(OutboxVacuum.threshold(tableRows: -1) == 1_000)
+        #expect(OutboxVacuum.threshold(tableRows: 5_000) == 1_000)
+        #expect(OutboxVacuum.threshold(tableRows: 50_000) == 5_000)
         #expect(OutboxVacuum.threshold(tableRows: 1_000_000) == 100_000)
     }
 
@@ -36,9 +38,9 @@ struct OutboxVacuumTests {
     @Test("crossing the minimum reports once")
     func crossingReportsOnce() {
         let vacuum = OutboxVacuum(logger: .init(component: "test", level: .error))
-        #expect(!vacuum.rowsChanged(9_500))
-        #expect(vacuum.rowsChanged(500))
-        #expect(!vacuum.rowsChanged(500))
+        #expect(!vacuum.rowsChanged(950))
+        #expect(vacuum.rowsChanged(50))
+        #expect(!vacuum.rowsChanged(50))
     }
 
     @Test("first vacuum analyzes")
@@ -53,9 +55,9 @@ struct OutboxVacuumTests {
         #expect(OutboxVacuum.needsAnalyze(tableRows: 200_000, analyzedRows: 100_000))
     }
 
-    @Test("small tables analyze again at 10,000 rows")
+    @Test("small tables analyze again at 1,000 rows")
     func analyzeSmallTable() {
-        #expect(!OutboxVacuum.needsAnalyze(tableRows: 9_999, analyzedRows: 0))
-        #expect(OutboxVacuum.needsAnalyze(tableRows: 10_000, analyzedRows: 0))
+        #expect(!OutboxVacuum.needsAnalyze(tableRows: 999, analyzedRows: 0))
+        #expect(OutboxVacuum.needsAnalyze(tableRows: 1_000, analyzedRows: 0))
     }
 }
