@@ -511,8 +511,11 @@ final class Dispatcher: Sendable {
         var total = 0
         var heldFor = 0.0
         while !stop.isSet {
+            let batchStart = ContinuousClock.now
+            let heldBefore = heldFor
             let (events, limit, deliveries) = try dispatchBatch(
                 connection, holdPolicy: &holdPolicy, mayHold: mayHold, heldFor: &heldFor)
+            metrics.dispatchDuration.observe((ContinuousClock.now - batchStart).seconds - (heldFor - heldBefore))
             total += events
             metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
             // Each event taken is updated, so it counts as a change like each delivery.

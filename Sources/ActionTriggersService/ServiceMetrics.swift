@@ -13,6 +13,7 @@ final class ServiceMetrics: Sendable {
     private let heldDispatches: [String: Counter]
     private let attempts: [String: [String: Counter]]
     let attemptDuration: Histogram
+    let dispatchDuration: Histogram
     let deliveriesInFlight: Gauge
     let redisPublishesWithoutSubscribers: Counter
     private let reconnects: [ServiceHealth.Component: Counter]
@@ -75,6 +76,10 @@ final class ServiceMetrics: Sendable {
             "action_triggers_delivery_attempt_duration_seconds",
             help: "Time of a delivery attempt, webhook or broker, from sending to its response or failure.",
             buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+        dispatchDuration = registry.histogram(
+            "action_triggers_dispatch_duration_seconds",
+            help: "Time of one dispatch of outbox events into deliveries, without the time a held dispatch waits for its attempts.",
+            buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         deliveriesInFlight = registry.gauge(
             "action_triggers_deliveries_in_flight", help: "Webhook requests sent and not yet finished.")
         redisPublishesWithoutSubscribers = registry.counter(

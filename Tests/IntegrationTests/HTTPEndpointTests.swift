@@ -88,6 +88,9 @@ struct HTTPEndpointTests {
         #expect(lines.contains(#"action_triggers_delivery_attempts_total{target="webhook",outcome="succeeded"} 2"#))
         #expect(lines.contains(#"action_triggers_delivery_attempts_total{target="webhook",outcome="retry"} 1"#))
         #expect(lines.contains("action_triggers_delivery_attempt_duration_seconds_count 3"))
+        // Each dispatch counts, those that found no event too, so two inserts make one or more.
+        let dispatchCount = lines.first { $0.hasPrefix("action_triggers_dispatch_duration_seconds_count ") }
+        #expect((dispatchCount?.split(separator: " ").last).flatMap { Int($0) } ?? 0 >= 1, "\(text)")
         #expect(lines.contains(#"action_triggers_build_info{version="0.1.0"} 1"#))
         #expect(lines.contains("action_triggers_listener_connected 1"))
         #expect(lines.contains("action_triggers_outbox_pending_events 0"))
