@@ -368,6 +368,14 @@ class CaptureOnly:
     def __enter__(self):
         self.lock_connection = psycopg.connect(self.suite.url(self.database.name), autocommit=True)
         self.lock_connection.execute("SELECT pg_advisory_lock(%s, %s)", DISPATCHING_LOCK)
+        self.poster = None
+        if self.consumer == "webhooks":
+            # Started here rather than in the thread, so that its PID is known before
+            # the measurement starts.
+            self.poster = subprocess.Popen(
+                [self.suite.options.webhook_poster, self.suite.receiver_url],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
         if self.consumer is not None:
             self.thread = threading.Thread(target=self.consume, name="minimal-consumer")
             self.thread.start()
@@ -393,10 +401,7 @@ class CaptureOnly:
 
     def consume_sending(self, connection):
         """Runs WEBHOOK_CONSUMER_SQL and hands every row image to the webhook poster."""
-        poster = subprocess.Popen(
-            [self.suite.options.webhook_poster, self.suite.receiver_url],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        poster = self.poster
         try:
             while not self.stop_event.is_set():
                 bodies = [row[0] for row in connection.execute(WEBHOOK_CONSUMER_SQL).fetchall()]
@@ -415,10 +420,19 @@ class CaptureOnly:
         if self.sent != self.consumed:
             raise BenchError(f"the webhook poster sent {self.sent} webhooks for {self.consumed} events")
 
+    def cpu_groups(self):
+        """Returns the CPU group of the webhook poster for CPUGroups, or none without it."""
+        return {} if self.poster is None else {"webhook poster": {self.poster.pid}}
+
     def __exit__(self, *exc_info):
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join()
+        if self.poster is not None and self.poster.poll() is None:
+            # The thread closes the poster's input when it ends. This covers a thread
+            # that failed before it ran.
+            self.poster.kill()
+            self.poster.wait()
         self.lock_connection.close()
         if self.error is not None and exc_info[0] is None:
             raise BenchError(f"the minimal consumer failed: {self.error}")
@@ -630,9 +644,9 @@ def measure_insert_bound(suite, run, consumer, client):
         return {"inserts_per_sec": BURST_ROWS / (max(commits.values()) - started), "events_consumed": capture.consumed}
 
 
-def django_saves(suite, database, ancestor, service=None):
+def django_saves(suite, database, ancestor, service=None, cpu_groups=None):
     """Runs the timed Django save loop and returns its figures, with events/s when webhooks arrive."""
-    cpu_groups = {}
+    cpu_groups = dict(cpu_groups or {})
     if service is not None:
         cpu_groups["action-triggers"] = {service.process.pid}
     cpu = CPUGroups(suite, cpu_groups)
@@ -698,7 +712,7 @@ def measure_django_bound(suite, run, consumer):
     kind = BOUND_KINDS[consumer]
     with Database(suite, f"bench_django_{kind}_{run}", PLAIN_TEMPLATE, [config]) as database:
         with CaptureOnly(suite, database, consumer) as capture:
-            figures, _commit_times, cpu = django_saves(suite, database, False)
+            figures, _commit_times, cpu = django_saves(suite, database, False, cpu_groups=capture.cpu_groups())
             figures["cpu_percent"] = cpu.stop()
         figures["events_consumed"] = capture.consumed
         figures["webhooks_sent"] = capture.sent
@@ -801,7 +815,7 @@ def measure_pgbench_bound(suite, run, consumer):
     kind = BOUND_KINDS[consumer]
     with Database(suite, f"bench_pgbench_{kind}_{run}", PGBENCH_TEMPLATE, [config]) as database:
         with CaptureOnly(suite, database, consumer) as capture:
-            cpu = CPUGroups(suite, {})
+            cpu = CPUGroups(suite, capture.cpu_groups())
             cpu.start()
             tps, _transactions = run_pgbench(suite, database.name)
             usage = cpu.stop()
