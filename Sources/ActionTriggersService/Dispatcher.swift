@@ -515,7 +515,11 @@ final class Dispatcher: Sendable {
             let heldBefore = heldFor
             let (events, limit, deliveries) = try dispatchBatch(
                 connection, holdPolicy: &holdPolicy, mayHold: mayHold, heldFor: &heldFor)
-            metrics.dispatchDuration.observe((ContinuousClock.now - batchStart).seconds - (heldFor - heldBefore))
+            // Polls that find nothing are left out, because their many quick samples would
+            // hide slow dispatches from the histogram's upper quantiles.
+            if events > 0 {
+                metrics.dispatchDuration.observe((ContinuousClock.now - batchStart).seconds - (heldFor - heldBefore))
+            }
             total += events
             metrics.deliveriesCreated.increment(by: UInt64(deliveries.all))
             // Each event taken is updated, so it counts as a change like each delivery.

@@ -78,7 +78,7 @@ final class ServiceMetrics: Sendable {
             buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
         dispatchDuration = registry.histogram(
             "action_triggers_dispatch_duration_seconds",
-            help: "Time of one dispatch of outbox events into deliveries, without the time a held dispatch waits for its attempts.",
+            help: "Time of one dispatch that took outbox events, without the time a held dispatch waits for its attempts.",
             buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         deliveriesInFlight = registry.gauge(
             "action_triggers_deliveries_in_flight", help: "Webhook requests sent and not yet finished.")
