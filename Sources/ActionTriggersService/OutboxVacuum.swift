@@ -83,11 +83,11 @@ final class OutboxVacuum: Sendable {
     /// The service's statements keep the generic plans made when they were first run
     /// on a connection, and a plan made while the tables were empty joins them as if
     /// they held one row. Under pgbench on a 2-core machine, such a dispatch statement
-    /// compared each of 12,000 events in the table with each of the 500 in its batch, and
-    /// took 3 s. `delete_old_events` took 1 s at 1,400 events (PostgreSQL 15,
-    /// auto_explain). The VACUUM updates the tables' size estimates,
-    /// which replaces those plans, so it runs once the tables have grown by a few
-    /// hundred events. A VACUUM of tables that small takes a few milliseconds.
+    /// compared each of 12,000 events in the table with each of the 500 in its batch,
+    /// and took 3 s. `delete_old_events` took 1 s at 1,400 events (PostgreSQL 15,
+    /// auto_explain). The VACUUM updates the tables' size estimates, which replaces
+    /// those plans, so it runs once the tables have grown by a few hundred events. A
+    /// VACUUM of tables that small takes a few milliseconds.
     static let minimumChanges = 1_000
 
     /// The share of the delivery table's rows that must have changed since the last
