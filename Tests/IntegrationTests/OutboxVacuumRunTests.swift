@@ -45,6 +45,7 @@ struct OutboxVacuumRunTests {
     func vacuumReplacesEmptyTablePlans() throws {
         let harness = try Harness()
         let connection = try harness.database.connect()
+        defer { connection.close() }
         try connection.execute("SET client_min_messages = warning")
         try MigrationHelper.migrate(connection)
         try harness.createConfig(harness.exampleOneConfig())
@@ -64,7 +65,9 @@ struct OutboxVacuumRunTests {
         let vacuum = OutboxVacuum(logger: Logger(component: "test-vacuum", level: .warning))
         // What 400 events with one webhook each count: dispatched, delivered, recorded.
         vacuum.rowsChanged(1_200)
-        try vacuum.runIfDue(try harness.database.connect())
+        let vacuumConnection = try harness.database.connect()
+        defer { vacuumConnection.close() }
+        try vacuum.runIfDue(vacuumConnection)
         let after = try Self.eventRowsRead(connection, executing: "EXECUTE dispatch(50, 0, 60)")
 
         // The plan made on the empty tables reads every event to take a batch of 50.
